@@ -1,0 +1,173 @@
+"""The ``sparsearch`` command: index, search, eval, info, quickstart.
+
+Errors sparsearch raises on purpose (bad input, existing directories,
+corrupt indexes) print as one line on stderr with exit code 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sparsearch.errors import SparsearchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sparse retrieval: index, search, evaluate.")
+
+EXIT_USER_ERROR = 2
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
+    from sparsearch.retriever.bm25 import BM25Config, BM25Encoder
+
+    return BM25Encoder(BM25Config(k1=k1, b=b))
+
+
+def _encoder(name: str, k1: float, b: float):  # type: ignore[no-untyped-def]
+    if name != "bm25":
+        raise SparsearchError(f"unknown encoder {name!r} (available: bm25)")
+    return _bm25_encoder(k1, b)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def index(
+    corpus: Path = typer.Argument(..., help="corpus.jsonl, or a BEIR dataset folder holding one."),
+    out: Path = typer.Option(..., "--out", help="Index directory to create."),
+    encoder: str = typer.Option("bm25", help="Encoder (bm25)."),
+    k1: float = typer.Option(0.9, help="BM25 k1."),
+    b: float = typer.Option(0.4, help="BM25 b."),
+    overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Build an index from a corpus."""
+    from sparsearch.corpus import count_lines, read_corpus
+    from sparsearch.engine import Index
+
+    try:
+        enc = _encoder(encoder, k1, b)
+        t = time.perf_counter()
+        idx = Index.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
+                          total=count_lines(corpus) if progress else None)
+        seconds = time.perf_counter() - t
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    info = idx.info()
+    typer.echo(f"indexed {info['n_docs']} documents ({info['n_terms']} terms, {info['n_postings']} postings) "
+               f"into {out} in {seconds:.1f}s")
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    query: str = typer.Argument(..., help="Query text."),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="Number of hits."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search an index; prints rank, id, score and title."""
+    from sparsearch.engine import Index
+
+    try:
+        idx = Index.open(index_dir)
+        hits = idx.search(query, k)
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    rows = []
+    for rank, (doc_id, score, internal) in enumerate(zip(hits.ids, hits.scores, hits.internal_ids), start=1):
+        title = idx.stored_fields(int(internal)).get("title", "")
+        rows.append({"rank": rank, "_id": doc_id, "score": float(score), "title": title})
+    if as_json:
+        typer.echo(json.dumps({"query": query, "hits": rows}, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no hits")
+    for r in rows:
+        typer.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r['_id']}  {r['title']}")
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Path = typer.Argument(..., help="BEIR dataset folder."),
+    index_dir: Optional[Path] = typer.Option(None, "--index", help="Existing index; built here if omitted."),
+    split: str = typer.Option("test", help="qrels split."),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+    run: Optional[Path] = typer.Option(None, help="Write the TREC run here."),
+    k: int = typer.Option(1000, "-k", "--k", min=1, help="Hits per query."),
+    encoder: str = typer.Option("bm25", help="Encoder when building (bm25)."),
+    k1: float = typer.Option(0.9, help="BM25 k1 when building."),
+    b: float = typer.Option(0.4, help="BM25 b when building."),
+    speed: bool = typer.Option(True, help="Measure QPS and latency."),
+) -> None:
+    """Evaluate on a BEIR split: NDCG@10, Recall@100/1000, MRR@10, speed and size."""
+    from sparsearch.eval.beir import EvalSettings, evaluate_beir
+
+    try:
+        enc = None if index_dir else _encoder(encoder, k1, b)
+        result = evaluate_beir(dataset, index_dir, encoder=enc,
+                               settings=EvalSettings(split=split, k=k, measure_speed=speed), run_path=run)
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    text = json.dumps(result, indent=2)
+    if report:
+        report.write_text(text + "\n", encoding="utf-8")
+    m = result["metrics"]
+    typer.echo(f"{result['dataset']} {split}: NDCG@10 {m['ndcg_cut_10']:.4f}  R@100 {m['recall_100']:.4f}  "
+               f"R@1000 {m['recall_1000']:.4f}  MRR@10 {m['recip_rank']:.4f}  ({result['n_queries']} queries)")
+    if speed:
+        typer.echo(f"QPS 1 thread {result['qps_1_thread']:.0f}, all threads {result['qps_all_threads']:.0f}; "
+                   f"latency p50 {result['latency_ms']['p50']:.3f} ms, p99 {result['latency_ms']['p99']:.3f} ms")
+
+
+@app.command()
+def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Print index statistics as JSON."""
+    from sparsearch.engine import Index
+
+    try:
+        typer.echo(json.dumps(Index.open(index_dir).info(), indent=2))
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+
+
+@app.command()
+def quickstart(
+    out: Path = typer.Option(Path("quickstart-index"), help="Where to build the index."),
+    query: str = typer.Option("", help="Query to run (defaults to one suited to the corpus)."),
+) -> None:
+    """Index SciFact (from $SPARSEARCH_DATA or ../shared/data) or the bundled sample, then search it."""
+    from sparsearch.sample import default_corpus
+
+    corpus, default_query = default_corpus()
+    typer.echo(f"corpus: {corpus}")
+    index(corpus=corpus, out=out, encoder="bm25", k1=0.9, b=0.4, overwrite=True, progress=True)
+    q = query or default_query
+    typer.echo(f"query: {q}")
+    search(index_dir=out, query=q, k=5, as_json=False)
+
+
+def run() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

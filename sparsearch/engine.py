@@ -1,0 +1,226 @@
+"""``Index``: an encoder and an inverted index, saved and opened together.
+
+This is the object users hold: text in, ranked external ids out.  The
+inverted index below it sees only sparse vectors; the encoder that made them
+is recorded in the manifest so that ``Index.open`` can encode queries the same
+way the documents were encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from sparsearch.errors import DuplicateIdError
+from sparsearch.index.config import IndexConfig
+from sparsearch.index.inverted import InvertedIndex, TopK
+from sparsearch.index.manifest import Manifest
+from sparsearch.index.segment import build_segment, write_segment
+from sparsearch.index.storage import directory_bytes, write_bytes
+from sparsearch.index.writer import (
+    collect_garbage,
+    commit,
+    generation_names,
+    prepare_directory,
+    writer_lock,
+)
+from sparsearch.protocols import SparseEncoder
+from sparsearch.retriever.registry import encoder_class
+from sparsearch.types import Document, Hits, SparseBatch
+
+log = logging.getLogger(__name__)
+
+FORMAT_INFO_VERSION = "0.1.0"
+
+
+def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _stored(doc: Document, fields: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields:
+        if f == "metadata":
+            if doc.metadata:
+                out[f] = doc.metadata
+            continue
+        value = getattr(doc, f, None) if f in ("title", "text") else doc.metadata.get(f)
+        if value:
+            out[f] = value
+    return out
+
+
+class Index:
+    """Search a corpus by text.  Build with :meth:`build`, reopen with :meth:`open`."""
+
+    def __init__(self, inverted: InvertedIndex, encoder: SparseEncoder, path: Path | None = None) -> None:
+        self.inverted = inverted
+        self.encoder = encoder
+        self.path = path
+        self._external_ids: list[str] | None = None
+
+    # ------------------------------------------------------------ building
+
+    @classmethod
+    def build(
+        cls,
+        documents: Iterable[Document],
+        path: str | Path | None = None,
+        encoder: SparseEncoder | None = None,
+        config: IndexConfig | None = None,
+        overwrite: bool = False,
+        progress: bool = False,
+        total: int | None = None,
+    ) -> "Index":
+        """Encode and invert ``documents``; with ``path``, commit the index there atomically.
+
+        ``config=None`` picks 8-bit storage for term-frequency encoders (BM25),
+        which is lossless whenever no term occurs more than 255 times in one
+        document, and float32 otherwise.
+        """
+        if encoder is None:
+            from sparsearch.retriever.bm25 import BM25Encoder
+
+            encoder = BM25Encoder()
+        if path is not None:
+            # Refuse early, before an hour of encoding, if the target is not writable.
+            prepare_directory(Path(path), overwrite)
+        chunk_size = config.chunk_size if config else IndexConfig().chunk_size
+        doc_ids: list[str] = []
+        stored: list[dict[str, Any]] = []
+        batches: list[SparseBatch] = []
+        seen: set[str] = set()
+        fields = config.stored_fields if config else IndexConfig().stored_fields
+        bar = tqdm(total=total, desc="encoding", unit="doc", disable=not progress, mininterval=1.0)
+        for chunk in _chunks(documents, chunk_size):
+            for doc in chunk:
+                if doc.doc_id in seen:
+                    raise DuplicateIdError(f"duplicate document id {doc.doc_id!r} (document #{len(doc_ids) + 1})")
+                seen.add(doc.doc_id)
+                doc_ids.append(doc.doc_id)
+                stored.append(_stored(doc, fields))
+            batches.append(encoder.encode_documents(chunk))
+            bar.update(len(chunk))
+        bar.close()
+        vectors = SparseBatch.concatenate(batches)
+        if config is None:
+            integral = encoder.scoring.transform == "saturate"
+            fits = not len(vectors.weights) or float(vectors.weights.max()) <= 255.0
+            config = IndexConfig(quantization="uint8" if integral and fits else "none")
+        log.info("inverting %d documents, %d postings", len(doc_ids), len(vectors.term_ids))
+        segment = build_segment(vectors, doc_ids, stored, encoder.n_terms, config)
+        index = cls(InvertedIndex([segment], encoder.scoring, config), encoder)
+        if path is not None:
+            index.save(path, overwrite=overwrite)
+        return index
+
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Commit this index to ``path``: new files under fresh names, then one atomic manifest swap."""
+        directory = Path(path)
+        previous = prepare_directory(directory, overwrite)
+        with writer_lock(directory):
+            generation = (previous.generation + 1) if previous else 1
+            # Leftovers of a crashed write are unreferenced: sweep them first.
+            collect_garbage(directory, previous or Manifest(0, {}, {}, {}, []))
+            name = generation_names(generation)
+            segments = [write_segment(seg, directory, name("seg", i)) for i, seg in enumerate(self.inverted.segments)]
+            files: dict[str, int] = {}
+            encoder_files: dict[str, str] = {}
+            for kind, data in self.encoder.state_files().items():
+                file_name = name(kind)
+                files[file_name] = write_bytes(directory / file_name, data)
+                encoder_files[kind] = file_name
+            manifest = Manifest(
+                generation=generation,
+                encoder={"name": self.encoder.name, "config": self.encoder.config(), "files": encoder_files},
+                scoring=self.inverted.scoring.to_dict(),
+                config=self.inverted.config.to_dict(),
+                segments=segments,
+                files=files,
+                info={"created_unix": time.time(), "sparsearch_version": FORMAT_INFO_VERSION,
+                      "n_docs": self.inverted.n_docs},
+            )
+            commit(directory, manifest)
+            self.inverted.manifest = manifest
+            self.path = directory
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: str | Path, mmap: bool = True) -> "Index":
+        directory = Path(path)
+        manifest = Manifest.read(directory)
+        spec = manifest.encoder
+        encoder = encoder_class(spec["name"]).load(
+            spec.get("config", {}), {kind: directory / name for kind, name in spec.get("files", {}).items()}
+        )
+        return cls(InvertedIndex.open(directory, manifest, mmap=mmap), encoder, directory)
+
+    # ------------------------------------------------------------ searching
+
+    @property
+    def n_docs(self) -> int:
+        return self.inverted.n_docs
+
+    def encode_queries(self, queries: Sequence[str]) -> SparseBatch:
+        return self.encoder.encode_queries(list(queries), self.inverted.stats)
+
+    def search(self, query: str, k: int = 10) -> Hits:
+        """Top-``k`` documents for one query; an empty or unknown-word query gives no hits."""
+        return self._hits(self.inverted.search(self.encode_queries([query]), k, threads=1))[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None) -> list[Hits]:
+        """Top-``k`` for many queries, scored in parallel (``threads=None``: all Numba threads)."""
+        if not queries:
+            return []
+        return self._hits(self.inverted.search(self.encode_queries(queries), k, threads=threads))
+
+    def _hits(self, top: TopK) -> list[Hits]:
+        ids = self.external_ids
+        out = []
+        for q in range(len(top.counts)):
+            internal, scores = top.row(q)
+            out.append(Hits([ids[i] for i in internal.tolist()], scores.copy(), internal.copy()))
+        return out
+
+    @property
+    def external_ids(self) -> list[str]:
+        """External id of every internal id (decoded once, on first use)."""
+        if self._external_ids is None:
+            ids: list[str] = []
+            for seg in self.inverted.segments:
+                ids.extend(np.char.decode(np.asarray(seg.doc_ids), "utf-8").tolist())
+            self._external_ids = ids
+        return self._external_ids
+
+    def stored_fields(self, internal_id: int) -> dict[str, Any]:
+        return self.inverted.stored_fields(internal_id)
+
+    def info(self) -> dict[str, Any]:
+        inv = self.inverted
+        stats = inv.stats
+        out: dict[str, Any] = {
+            "path": str(self.path) if self.path else None,
+            "encoder": {"name": self.encoder.name, **self.encoder.config()},
+            "scoring": inv.scoring.to_dict(),
+            "config": inv.config.to_dict(),
+            "n_docs": inv.n_docs,
+            "n_docs_with_terms": stats.n_docs,
+            "n_terms": inv.n_terms,
+            "n_postings": inv.n_postings,
+            "avg_doc_length": stats.avg_length,
+            "segments": len(inv.segments),
+        }
+        if inv.manifest is not None:
+            out["generation"] = inv.manifest.generation
+        if self.path is not None:
+            out["index_bytes"] = directory_bytes(self.path)
+        return out

@@ -1,0 +1,107 @@
+"""Evaluate an index on a BEIR split and write the JSON report the CLI and benchmarks share."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numba
+
+from sparsearch.engine import Index
+from sparsearch.eval.bench import latencies_ms, peak_rss_bytes, throughput
+from sparsearch.eval.datasets import load_beir
+from sparsearch.eval.metrics import evaluate
+from sparsearch.eval.runs import write_trec
+from sparsearch.index.config import IndexConfig
+from sparsearch.index.storage import directory_bytes
+from sparsearch.protocols import SparseEncoder
+from sparsearch.types import results_to_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    split: str = "test"
+    k: int = 1000
+    measure_speed: bool = True
+    run_tag: str = "sparsearch"
+
+
+def evaluate_beir(
+    dataset_dir: str | Path,
+    index_dir: str | Path | None = None,
+    encoder: SparseEncoder | None = None,
+    index_config: IndexConfig | None = None,
+    settings: EvalSettings = EvalSettings(),
+    run_path: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Search every query of a split and report quality, speed and size.
+
+    Without ``index_dir`` the index is built here (into a temporary directory,
+    so ``build_seconds`` includes writing it, as a peer's build does).
+    """
+    dataset = load_beir(dataset_dir, settings.split)
+    query_ids = list(dataset.queries)
+    texts = [dataset.queries[q] for q in query_ids]
+    build_seconds = None
+    with tempfile.TemporaryDirectory(prefix="sparsearch-eval-") as tmp:
+        if index_dir is None:
+            t = time.perf_counter()
+            Index.build(dataset.corpus(), path=Path(tmp) / "index", encoder=encoder, config=index_config,
+                        progress=progress)
+            build_seconds = time.perf_counter() - t
+            index_dir = Path(tmp) / "index"
+        index = Index.open(index_dir)
+        results = index.search_batch(texts, k=settings.k)
+        metrics = evaluate(dataset.qrels, results_to_run(query_ids, results))
+        if run_path is not None:
+            write_trec(run_path, query_ids, results, settings.run_tag)
+        report: dict[str, Any] = {
+            "dataset": dataset.name,
+            "split": settings.split,
+            "n_queries": len(query_ids),
+            "n_docs": index.n_docs,
+            "k": settings.k,
+            "encoder": {"name": index.encoder.name, **index.encoder.config()},
+            "metrics": metrics,
+            "build_seconds": build_seconds,
+            "index_bytes": directory_bytes(Path(index_dir)),
+        }
+        if settings.measure_speed:
+            threads = numba.get_num_threads()
+            report["qps_1_thread"] = throughput(lambda: index.search_batch(texts, settings.k, threads=1), len(texts))
+            report["qps_all_threads"] = throughput(lambda: index.search_batch(texts, settings.k, threads=threads),
+                                                   len(texts))
+            report["threads"] = threads
+            report["latency_ms"] = latencies_ms(lambda q: index.search(q, settings.k), texts)
+        report["peak_rss_bytes"] = peak_rss_bytes()
+        report["environment"] = environment()
+    return report
+
+
+def environment() -> dict[str, Any]:
+    """What produced a number: commit, machine and versions, for reproducibility tables."""
+    import numpy
+
+    commit = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "commit": commit,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": numba.config.NUMBA_NUM_THREADS,
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+    }

@@ -1,0 +1,55 @@
+"""Timing helpers for reports: throughput, latency percentiles, memory.
+
+Throughput and latency are measured end to end from query text (encoding
+included) after one untimed warm-up, so one-off costs (JIT loading, page
+faults on a cold memory map) are not billed to every query.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+@dataclass
+class SpeedReport:
+    qps_1_thread: float
+    qps_all_threads: float
+    latency_ms: dict[str, float]
+    threads: int
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def throughput(run_batch: Callable[[], object], n_queries: int, repeats: int = 3) -> float:
+    """Queries per second of the best of ``repeats`` timed passes (after one warm-up pass)."""
+    run_batch()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run_batch()
+        best = min(best, time.perf_counter() - t)
+    return n_queries / best if best > 0 else float("inf")
+
+
+def latencies_ms(search_one: Callable[[str], object], queries: Sequence[str]) -> dict[str, float]:
+    """p50 / p99 / mean of single-query latency over every query, in milliseconds."""
+    if not queries:
+        return {"p50": 0.0, "p99": 0.0, "mean": 0.0}
+    search_one(queries[0])
+    times = np.empty(len(queries))
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        search_one(q)
+        times[i] = time.perf_counter() - t
+    times *= 1e3
+    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "mean": float(times.mean())}

@@ -1,0 +1,66 @@
+"""IR metrics through pytrec_eval, with the conventions published BEIR numbers use.
+
+* Means are over every judged query (every query in the qrels); a query with
+  no hits in the run counts 0, as ``trec_eval -c`` does.
+* ``ndcg_cut_10``, ``recall_100``, ``recall_1000`` are pytrec_eval's measures.
+* ``recip_rank`` is MRR@10: reciprocal rank computed on the run cut to its
+  10 best documents (BEIR's MRR@10; pytrec_eval's own ``recip_rank`` has no
+  cut-off).
+* pytrec_eval orders a query's documents by score, breaking ties by document
+  id, whatever rank the run gives; tied scores are therefore ranked as every
+  other trec_eval-based number is.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from sparsearch.errors import MissingDependencyError
+
+Run = Mapping[str, Mapping[str, float]]
+Qrels = Mapping[str, Mapping[str, int]]
+
+DEFAULT_MEASURES = ("ndcg_cut_10", "recall_100", "recall_1000", "recip_rank")
+
+
+def _pytrec_eval():  # type: ignore[no-untyped-def]
+    try:
+        import pytrec_eval
+    except ImportError:
+        raise MissingDependencyError("evaluation needs pytrec_eval: pip install pytrec-eval-terrier") from None
+    return pytrec_eval
+
+
+def _top(run: Run, k: int) -> dict[str, dict[str, float]]:
+    out = {}
+    for qid, docs in run.items():
+        ranked = sorted(docs.items(), key=lambda x: (-x[1], x[0]))[:k]
+        out[qid] = dict(ranked)
+    return out
+
+
+def per_query(qrels: Qrels, run: Run) -> dict[str, dict[str, float]]:
+    """Per-query values of the default measures, zero-filled for queries the run misses."""
+    pe = _pytrec_eval()
+    qrels = {q: dict(d) for q, d in qrels.items()}
+    run = {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if q in qrels and docs}
+    main = pe.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100,1000"}).evaluate(run)
+    mrr = pe.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(_top(run, 10))
+    out = {}
+    for qid in qrels:
+        values = {m: 0.0 for m in DEFAULT_MEASURES}
+        for m, v in main.get(qid, {}).items():
+            if m in values:
+                values[m] = float(v)
+        values["recip_rank"] = float(mrr.get(qid, {}).get("recip_rank", 0.0))
+        out[qid] = values
+    return out
+
+
+def evaluate(qrels: Qrels, run: Run) -> dict[str, float]:
+    """Means over all judged queries of the default measures."""
+    pq = per_query(qrels, run)
+    n = len(pq)
+    if n == 0:
+        return {m: 0.0 for m in DEFAULT_MEASURES}
+    return {m: sum(v[m] for v in pq.values()) / n for m in DEFAULT_MEASURES}

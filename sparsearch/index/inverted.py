@@ -1,0 +1,177 @@
+"""The generic inverted index: sparse vectors in, exact top-k out.
+
+It knows nothing about any particular model.  It stores vectors (term id ->
+non-negative weight) in immutable segments, keeps collection-wide statistics
+across them, and scores with the :class:`~sparsearch.index.config.Scoring`
+rule chosen by the encoder that built it.  BM25 is one such encoder; learned
+sparse encoders are others.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numba
+import numpy as np
+
+from sparsearch.index import kernels
+from sparsearch.index.config import IndexConfig, Scoring
+from sparsearch.index.manifest import Manifest
+from sparsearch.index.segment import Segment, open_segment
+from sparsearch.types import CollectionStats, SparseBatch
+
+_NORM_LENGTHS = kernels.decode_norm_table()
+
+
+@dataclass
+class TopK:
+    """Ranked hits of a batch: row ``q`` holds ``counts[q]`` valid entries, best first."""
+
+    scores: np.ndarray  # float32 [n_queries, k]
+    doc_ids: np.ndarray  # int64 [n_queries, k]: index-wide internal ids
+    counts: np.ndarray  # int64 [n_queries]
+
+    def row(self, q: int) -> tuple[np.ndarray, np.ndarray]:
+        n = int(self.counts[q])
+        return self.doc_ids[q, :n], self.scores[q, :n]
+
+
+class InvertedIndex:
+    """A snapshot of segments plus their global statistics; immutable once opened.
+
+    Internal doc ids are global: segment ``i`` covers ``[bases[i], bases[i+1])``.
+    """
+
+    def __init__(self, segments: Sequence[Segment], scoring: Scoring, config: IndexConfig,
+                 manifest: Manifest | None = None) -> None:
+        self.segments = list(segments)
+        self.scoring = scoring
+        self.config = config
+        self.manifest = manifest
+        self.bases = np.zeros(len(self.segments) + 1, np.int64)
+        np.cumsum([s.n_docs for s in self.segments], out=self.bases[1:])
+        self.stats = self._collection_stats()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, directory: Path, manifest: Manifest, mmap: bool = True) -> "InvertedIndex":
+        segments = [open_segment(directory, info, mmap=mmap) for info in manifest.segments]
+        return cls(segments, Scoring.from_dict(manifest.scoring), IndexConfig.from_dict(manifest.config), manifest)
+
+    # ------------------------------------------------------------ statistics
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.bases[-1])
+
+    @property
+    def n_terms(self) -> int:
+        return max((s.n_terms for s in self.segments), default=0)
+
+    @property
+    def n_postings(self) -> int:
+        return sum(s.n_postings for s in self.segments)
+
+    def _collection_stats(self) -> CollectionStats:
+        df = np.zeros(self.n_terms, np.int64)
+        n_docs = 0
+        total = 0.0
+        for s in self.segments:
+            df[: s.n_terms] += s.doc_freq()
+            n_docs += int(np.count_nonzero(s.doc_lengths))
+            total += float(np.sum(s.doc_lengths, dtype=np.float64))
+        return CollectionStats(n_docs=n_docs, total_length=total, doc_freq=df)
+
+    # ------------------------------------------------------------ search
+
+    def _length_params(self) -> tuple[np.ndarray, float, float, float, bool]:
+        sc = self.scoring
+        avgdl = self.stats.avg_length or 1.0
+        k_table = (sc.k1 * ((1.0 - sc.b) + sc.b * _NORM_LENGTHS / np.float32(avgdl))).astype(np.float32)
+        return k_table, sc.k1, sc.b / avgdl, 1.0 - sc.b, sc.length_norm == "exact"
+
+    def _workspace(self, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+        ws = getattr(self._local, "ws", None)
+        if ws is None or len(ws[0]) < n_docs:
+            ws = (np.zeros(n_docs, np.float32), np.empty(n_docs + 1, np.int64))
+            self._local.ws = ws
+        return ws
+
+    def search(self, queries: SparseBatch, k: int, threads: int | None = None) -> TopK:
+        """Exact top-``k`` per query row; ties broken by lower internal doc id."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        n_q = len(queries)
+        k = int(k)
+        result: TopK | None = None
+        params = self._length_params()
+        for seg, base in zip(self.segments, self.bases[:-1]):
+            if seg.n_docs == 0:
+                continue
+            part = self._search_segment(seg, int(base), queries, k, threads, params)
+            result = part if result is None else _merge(result, part, k)
+        if result is None:
+            result = TopK(np.zeros((n_q, k), np.float32), np.zeros((n_q, k), np.int64), np.zeros(n_q, np.int64))
+        return result
+
+    def _search_segment(self, seg: Segment, base: int, queries: SparseBatch, k: int,
+                        threads: int | None, params: tuple) -> TopK:
+        k_table, k1, b_over_avgdl, one_minus_b, exact = params
+        transform = self.scoring.transform_code
+        deleted = np.zeros(0, np.uint8)
+        n_q = len(queries)
+        scores = np.zeros((n_q, k), np.float32)
+        docs = np.zeros((n_q, k), np.int64)
+        counts = np.zeros(n_q, np.int64)
+        common = (seg.postings_offsets, seg.postings_docs, seg.postings_weights, seg.term_scales,
+                  transform, k_table, seg.doc_norms, np.float32(k1), np.float32(b_over_avgdl),
+                  np.float32(one_minus_b), seg.doc_lengths, exact, deleted, base)
+        n_threads = threads or numba.get_num_threads()
+        if n_q == 1 or n_threads == 1:
+            acc, touched = self._workspace(seg.n_docs)
+            for q in range(n_q):
+                t, w = queries.row(q)
+                counts[q] = kernels.search_one(t, w, k, *common[:4], *common[4:], acc, touched, scores[q], docs[q])
+            return TopK(scores, docs, counts)
+        n_blocks = max(1, min(n_threads, n_q))
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            kernels.search_many(queries.offsets, queries.term_ids, queries.weights, k, n_blocks,
+                                *common, seg.n_docs, scores, docs, counts)
+        finally:
+            numba.set_num_threads(previous)
+        return TopK(scores, docs, counts)
+
+    # ------------------------------------------------------------ documents
+
+    def locate(self, internal_id: int) -> tuple[Segment, int]:
+        i = int(np.searchsorted(self.bases, internal_id, side="right")) - 1
+        return self.segments[i], int(internal_id - self.bases[i])
+
+    def external_ids(self, internal_ids: np.ndarray) -> list[str]:
+        out = []
+        for d in internal_ids:
+            seg, local = self.locate(int(d))
+            out.append(seg.external_id(local))
+        return out
+
+    def stored_fields(self, internal_id: int) -> dict[str, Any]:
+        seg, local = self.locate(internal_id)
+        return seg.stored(local)
+
+    def nbytes(self) -> int:
+        return sum(s.nbytes() for s in self.segments)
+
+
+def _merge(a: TopK, b: TopK, k: int) -> TopK:
+    n_q = len(a.counts)
+    out = TopK(np.zeros((n_q, k), np.float32), np.zeros((n_q, k), np.int64), np.zeros(n_q, np.int64))
+    kernels.merge_top_k(a.scores, a.doc_ids, a.counts, b.scores, b.doc_ids, b.counts, k,
+                        out.scores, out.doc_ids, out.counts)
+    return out

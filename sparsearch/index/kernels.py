@@ -1,0 +1,447 @@
+"""Pure Numba kernels of the inverted index: building postings and scoring queries.
+
+Everything here works on flat NumPy arrays and nothing else: no Python
+objects, no I/O.  That keeps the kernels testable against plain NumPy
+(``kernel.py_func`` runs the same code uncompiled) and lets them release the
+GIL, so searches run in parallel with each other and with Python work.
+
+Compilation is cached on disk (``cache=True``) so a CLI call pays the JIT only
+the first time a given kernel signature is seen.
+
+Score transforms
+----------------
+The index stores per posting a non-negative weight ``w``.  Two transforms turn
+it into a score contribution for a query term weight ``q``:
+
+* ``TRANSFORM_LINEAR``: ``q * w`` (dot product; learned sparse models).
+* ``TRANSFORM_SATURATE``: ``q * w / (w + K(d))`` with
+  ``K(d) = k1 * (1 - b + b * len(d) / avgdl)``: term-frequency saturation with
+  length normalisation (Robertson & Zaragoza 2009), which with ``w = tf`` and
+  ``q = idf`` is BM25 in Lucene's form.  ``K`` is read from a 256-entry table
+  indexed by the document's one-byte norm (Lucene's SmallFloat length), or
+  computed from the exact length.  Computing it at query time, from
+  collection-wide ``avgdl``, keeps scores exact when documents are added.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+TRANSFORM_LINEAR = 0
+TRANSFORM_SATURATE = 1
+
+# ---------------------------------------------------------------- building
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def term_frequencies(token_offsets, token_ids):
+    """Collapse per-document token streams into (term, count) rows.
+
+    Returns ``(row_offsets, term_ids, counts)`` with term ids sorted within each row.
+    Two passes (count distinct, prefix-sum, fill) so each document is handled
+    by one thread with no shared writes.
+    """
+    n_docs = len(token_offsets) - 1
+    sorted_ids = np.empty_like(token_ids)
+    n_unique = np.zeros(n_docs + 1, np.int64)
+    for d in prange(n_docs):
+        lo = token_offsets[d]
+        hi = token_offsets[d + 1]
+        if hi == lo:
+            continue
+        s = np.sort(token_ids[lo:hi])
+        sorted_ids[lo:hi] = s
+        u = 1
+        for i in range(1, hi - lo):
+            if s[i] != s[i - 1]:
+                u += 1
+        n_unique[d + 1] = u
+    row_offsets = np.cumsum(n_unique)
+    out_terms = np.empty(row_offsets[-1], token_ids.dtype)
+    out_counts = np.empty(row_offsets[-1], np.float32)
+    for d in prange(n_docs):
+        lo = token_offsets[d]
+        hi = token_offsets[d + 1]
+        if hi == lo:
+            continue
+        pos = row_offsets[d]
+        out_terms[pos] = sorted_ids[lo]
+        out_counts[pos] = 1.0
+        for i in range(lo + 1, hi):
+            if sorted_ids[i] == sorted_ids[i - 1]:
+                out_counts[pos] += 1.0
+            else:
+                pos += 1
+                out_terms[pos] = sorted_ids[i]
+                out_counts[pos] = 1.0
+    return row_offsets, out_terms, out_counts
+
+
+@njit(cache=True)
+def _chunk_bounds(row_offsets, n_chunks):
+    """Split rows into ``n_chunks`` contiguous ranges of about equal posting counts."""
+    n_rows = len(row_offsets) - 1
+    total = row_offsets[-1]
+    bounds = np.zeros(n_chunks + 1, np.int64)
+    for c in range(1, n_chunks):
+        target = total * c // n_chunks
+        bounds[c] = np.searchsorted(row_offsets, target)
+        if bounds[c] < bounds[c - 1]:
+            bounds[c] = bounds[c - 1]
+        if bounds[c] > n_rows:
+            bounds[c] = n_rows
+    bounds[n_chunks] = n_rows
+    return bounds
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def invert(row_offsets, term_ids, weights, n_terms, n_chunks):
+    """Transpose document-major rows into term-major postings (CSR by term).
+
+    Count, prefix-sum, scatter: each chunk of documents counts its postings per
+    term, a prefix sum over (term, chunk) gives every chunk its own write cursor
+    per term, and the scatter pass writes without contention.  Doc ids come out
+    ascending inside every posting list because chunks are in document order.
+    """
+    bounds = _chunk_bounds(row_offsets, n_chunks)
+    counts = np.zeros((n_chunks, n_terms), np.int64)
+    for c in prange(n_chunks):
+        for p in range(row_offsets[bounds[c]], row_offsets[bounds[c + 1]]):
+            counts[c, term_ids[p]] += 1
+    postings_offsets = np.zeros(n_terms + 1, np.int64)
+    for t in range(n_terms):
+        s = 0
+        for c in range(n_chunks):
+            s += counts[c, t]
+        postings_offsets[t + 1] = postings_offsets[t] + s
+    for t in prange(n_terms):
+        cursor = postings_offsets[t]
+        for c in range(n_chunks):
+            n = counts[c, t]
+            counts[c, t] = cursor
+            cursor += n
+    n_postings = postings_offsets[-1]
+    docs = np.empty(n_postings, np.uint32)
+    out_weights = np.empty(n_postings, weights.dtype)
+    for c in prange(n_chunks):
+        for d in range(bounds[c], bounds[c + 1]):
+            for p in range(row_offsets[d], row_offsets[d + 1]):
+                t = term_ids[p]
+                pos = counts[c, t]
+                docs[pos] = d
+                out_weights[pos] = weights[p]
+                counts[c, t] = pos + 1
+    return postings_offsets, docs, out_weights
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def term_max_weights(postings_offsets, weights):
+    """Largest weight of every posting list: the per-term score bound of dynamic pruning."""
+    n_terms = len(postings_offsets) - 1
+    out = np.zeros(n_terms, np.float32)
+    for t in prange(n_terms):
+        m = np.float32(0.0)
+        for p in range(postings_offsets[t], postings_offsets[t + 1]):
+            if weights[p] > m:
+                m = weights[p]
+        out[t] = m
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def quantize_uint8(postings_offsets, weights):
+    """Quantise weights to 8 bits with one scale per term.
+
+    A term whose weights are all integers in [0, 255] (BM25 term frequencies,
+    almost always) keeps scale 1 and is stored losslessly; any other term uses
+    ``scale = max / 255`` and rounds to nearest.
+    """
+    n_terms = len(postings_offsets) - 1
+    scales = np.ones(n_terms, np.float32)
+    out = np.empty(len(weights), np.uint8)
+    for t in prange(n_terms):
+        lo = postings_offsets[t]
+        hi = postings_offsets[t + 1]
+        m = np.float32(0.0)
+        integral = True
+        for p in range(lo, hi):
+            w = weights[p]
+            if w > m:
+                m = w
+            if w != np.floor(w):
+                integral = False
+        scale = np.float32(1.0)
+        if not (integral and m <= 255.0) and m > 0:
+            scale = np.float32(m / 255.0)
+        scales[t] = scale
+        for p in range(lo, hi):
+            q = np.floor(weights[p] / scale + 0.5)
+            if q > 255.0:
+                q = 255.0
+            out[p] = np.uint8(q)
+    return out, scales
+
+
+# ---------------------------------------------------------------- norms
+
+
+@njit(cache=True)
+def _int_to_int4(i):
+    n_bits = 0
+    v = i
+    while v > 0:
+        n_bits += 1
+        v >>= 1
+    if n_bits < 4:
+        return i
+    shift = n_bits - 4
+    encoded = (i >> shift) & 0x07
+    return encoded | ((shift + 1) << 3)
+
+
+@njit(cache=True)
+def _int4_to_int(i):
+    bits = i & 0x07
+    shift = (i >> 3) - 1
+    if shift == -1:
+        return bits
+    return (bits | 0x08) << shift
+
+
+# Lucene's SmallFloat: values below NUM_FREE_VALUES are stored exactly.
+_MAX_INT4 = 231  # _int_to_int4(2**31 - 1)
+NUM_FREE_VALUES = 255 - _MAX_INT4
+
+
+@njit(parallel=True, cache=True)
+def encode_norms(lengths):
+    """Lucene's one-byte document length (``SmallFloat.intToByte4``), used by its BM25.
+
+    Exact up to 24 tokens, then 4 significant bits; matching it is what makes
+    our BM25 scores equal Lucene's instead of merely close.
+    """
+    out = np.empty(len(lengths), np.uint8)
+    for i in prange(len(lengths)):
+        n = np.int64(lengths[i])
+        if n < NUM_FREE_VALUES:
+            out[i] = np.uint8(n)
+        else:
+            out[i] = np.uint8(NUM_FREE_VALUES + _int_to_int4(n - NUM_FREE_VALUES))
+    return out
+
+
+@njit(cache=True)
+def decode_norm_table():
+    """The length each of the 256 norm bytes stands for (``SmallFloat.byte4ToInt``)."""
+    out = np.empty(256, np.float64)
+    for b in range(256):
+        if b < NUM_FREE_VALUES:
+            out[b] = b
+        else:
+            out[b] = NUM_FREE_VALUES + _int4_to_int(b - NUM_FREE_VALUES)
+    return out
+
+
+# ---------------------------------------------------------------- top-k
+
+
+@njit(inline="always")
+def _worse(s1, d1, s2, d2):
+    """Ranking order: higher score first, lower doc id first among equal scores."""
+    return s1 < s2 or (s1 == s2 and d1 > d2)
+
+
+_LOW32 = np.int64(0xFFFFFFFF)
+_HEAP_MAX_K = 128
+
+
+@njit(cache=True, nogil=True)
+def _largest_by_heap(keys, m, k):
+    """The k largest of ``keys[:m]`` with a size-k min-heap: O(m) compares when k is small."""
+    heap = keys[:k].copy()
+    for i in range(k // 2 - 1, -1, -1):
+        _sift_down(heap, k, i)
+    for i in range(k, m):
+        key = keys[i]
+        if key > heap[0]:
+            heap[0] = key
+            _sift_down(heap, k, 0)
+    return heap
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(heap, size, i):
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            return
+        if child + 1 < size and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[child] < heap[i]:
+            heap[i], heap[child] = heap[child], heap[i]
+            i = child
+        else:
+            return
+
+
+@njit(cache=True, nogil=True)
+def _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base):
+    """Write the k best touched documents, best first, and clear the accumulator.
+
+    Each candidate becomes one int64 key: the score's float32 bit pattern
+    (monotonic for positive floats) in the high half and ``~doc`` in the low
+    half, so one integer comparison orders by score, then by lower doc id.
+    Keys overwrite ``touched`` in place; the k largest are found by
+    introselect (``np.partition``, O(n)) and only those k are sorted.
+    """
+    bits = acc.view(np.uint32)
+    has_deletes = len(deleted) > 0
+    m = 0
+    for i in range(n_touched):
+        d = touched[i]
+        key = (np.int64(bits[d]) << 32) | (_LOW32 - d)
+        acc[d] = 0.0
+        if has_deletes and deleted[d]:
+            continue
+        touched[m] = key
+        m += 1
+    if m <= k:
+        best = touched[:m].copy()
+    elif k <= _HEAP_MAX_K:
+        best = _largest_by_heap(touched, m, k)
+    else:
+        best = np.partition(touched[:m], m - k)[m - k :]
+    best.sort()
+    n = len(best)
+    score_bits = np.empty(n, np.uint32)
+    for j in range(n):
+        key = best[n - 1 - j]
+        score_bits[j] = np.uint32(key >> 32)
+        out_docs[j] = (_LOW32 - (key & _LOW32)) + doc_base
+    scores = score_bits.view(np.float32)
+    for j in range(n):
+        out_scores[j] = scores[j]
+    return n
+
+
+# ---------------------------------------------------------------- scoring
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(
+    q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales,
+    transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
+    acc, touched,
+):
+    """Term-at-a-time accumulation of one query's contributions; returns #touched docs."""
+    n_touched = 0
+    n_terms = len(postings_offsets) - 1
+    for i in range(len(q_terms)):
+        t = q_terms[i]
+        if t < 0 or t >= n_terms:
+            continue
+        if not q_weights[i] > 0.0:
+            # Non-positive query weights are skipped: with every contribution
+            # positive, "acc[d] == 0" reliably marks a document not yet touched.
+            continue
+        qw = np.float32(q_weights[i]) * term_scales[t]
+        lo = postings_offsets[t]
+        hi = postings_offsets[t + 1]
+        if transform == TRANSFORM_LINEAR:
+            for p in range(lo, hi):
+                d = postings_docs[p]
+                a = acc[d]
+                # Branch-free "first touch" bookkeeping: always write, advance only
+                # when the document was untouched (a ~50% branch would mispredict).
+                touched[n_touched] = d
+                n_touched += a == 0.0
+                acc[d] = a + qw * np.float32(postings_weights[p])
+        else:
+            qs = np.float32(q_weights[i])
+            scale = term_scales[t]
+            for p in range(lo, hi):
+                d = postings_docs[p]
+                w = np.float32(postings_weights[p]) * scale
+                if use_exact_lengths:
+                    kd = np.float32(k1 * (one_minus_b + b_over_avgdl * doc_lengths[d]))
+                else:
+                    kd = k_table[doc_norms[d]]
+                a = acc[d]
+                touched[n_touched] = d
+                n_touched += a == 0.0
+                acc[d] = a + qs * (w / (w + kd))
+    return n_touched
+
+
+@njit(cache=True, nogil=True)
+def search_one(
+    q_terms, q_weights, k,
+    postings_offsets, postings_docs, postings_weights, term_scales,
+    transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
+    deleted, doc_base, acc, touched, out_scores, out_docs,
+):
+    """Exact top-k of one query over one segment; returns the number of hits written.
+
+    ``acc`` (zeroed, one float per document) and ``touched`` (one more slot) are caller-owned
+    scratch so that repeated searches do not pay an O(n_docs) allocation; the
+    kernel leaves ``acc`` zeroed again.
+    """
+    n_touched = _accumulate(
+        q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales,
+        transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
+        acc, touched,
+    )
+    return _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def search_many(
+    q_offsets, q_terms, q_weights, k, n_blocks,
+    postings_offsets, postings_docs, postings_weights, term_scales,
+    transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
+    deleted, doc_base, n_docs, out_scores, out_docs, out_counts,
+):
+    """Exact top-k for a batch of queries, queries split into ``n_blocks`` parallel blocks.
+
+    Each block owns one accumulator, reused across its queries, so memory is
+    ``n_blocks * n_docs`` floats whatever the batch size.
+    """
+    n_queries = len(q_offsets) - 1
+    for blk in prange(n_blocks):
+        acc = np.zeros(n_docs, np.float32)
+        touched = np.empty(n_docs + 1, np.int64)
+        q_lo = n_queries * blk // n_blocks
+        q_hi = n_queries * (blk + 1) // n_blocks
+        for q in range(q_lo, q_hi):
+            lo = q_offsets[q]
+            hi = q_offsets[q + 1]
+            n_touched = _accumulate(
+                q_terms[lo:hi], q_weights[lo:hi], postings_offsets, postings_docs, postings_weights,
+                term_scales, transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
+                use_exact_lengths, acc, touched,
+            )
+            out_counts[q] = _collect_top_k(acc, touched, n_touched, deleted, k, out_scores[q], out_docs[q], doc_base)
+
+
+@njit(cache=True, nogil=True)
+def merge_top_k(scores_a, docs_a, counts_a, scores_b, docs_b, counts_b, k, out_scores, out_docs, out_counts):
+    """Merge two per-query ranked lists (e.g. two segments) into one top-k, same order rules."""
+    for q in range(len(counts_a)):
+        i = 0
+        j = 0
+        n = 0
+        while n < k and (i < counts_a[q] or j < counts_b[q]):
+            take_a = j >= counts_b[q] or (
+                i < counts_a[q] and not _worse(scores_a[q, i], docs_a[q, i], scores_b[q, j], docs_b[q, j])
+            )
+            if take_a:
+                out_scores[q, n] = scores_a[q, i]
+                out_docs[q, n] = docs_a[q, i]
+                i += 1
+            else:
+                out_scores[q, n] = scores_b[q, j]
+                out_docs[q, n] = docs_b[q, j]
+                j += 1
+            n += 1
+        out_counts[q] = n

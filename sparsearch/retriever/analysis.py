@@ -1,0 +1,154 @@
+"""Text analyzers: Lucene's English analyzer re-implemented, and WordPiece.
+
+``LuceneEnglishAnalyzer`` mirrors the chain Anserini/Pyserini index BEIR with
+(Lucene's ``EnglishAnalyzer``): StandardTokenizer -> EnglishPossessiveFilter ->
+LowerCaseFilter -> StopFilter (Lucene's 33 English stop words) ->
+PorterStemFilter.  Matching it token for token is what lets our BM25 reproduce
+Pyserini's numbers instead of being merely close; docs/analyzer.md lists
+every known difference.
+
+The tokenizer is a regular expression for the word-boundary rules of Unicode
+UAX #29 that matter for text in Latin script: a token is a run of letters,
+digits and connector punctuation (``_``); letters stay joined across ``.``,
+``'``, ``’``, ``:`` and ``·`` when a letter follows ("u.s", "don't"); digits
+stay joined across ``.``, ``,``, ``;`` and apostrophes when a digit follows
+("3.14", "1,000"); each Han or Hiragana character is a token of its own.
+Tokens longer than 255 characters are cut into 255-character pieces, as
+Lucene's ``maxTokenLength`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from sparsearch.errors import MissingDependencyError
+
+# Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (33 words).
+LUCENE_ENGLISH_STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then "
+    "there these they this to was will with".split()
+)
+
+_IDEOGRAPHIC = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_MARKS = "\u0300-\u036f"
+_WORD_CHAR = rf"(?:[^\W{_IDEOGRAPHIC}]|[{_MARKS}])"
+_LETTER = r"[^\W\d_]"
+_MID_LETTER = "[.'\u2019:\u00b7\u2018\u2024\ufe52\uff07\uff0e]"
+_MID_NUM = "[.,;'\u2019\u2018\u2024\ufe52\uff07\uff0e\u037e\u0589\u060c\u060d\u066c\u07f8\u2044\ufe10\ufe14\ufe50\ufe54\uff0c\uff1b]"
+TOKEN_PATTERN = re.compile(
+    rf"[{_IDEOGRAPHIC}]"
+    rf"|{_WORD_CHAR}+(?:(?:(?<={_LETTER}){_MID_LETTER}(?={_LETTER})|(?<=\d){_MID_NUM}(?=\d)){_WORD_CHAR}+)*"
+)
+MAX_TOKEN_LENGTH = 255
+_POSSESSIVE_APOSTROPHES = ("'", "\u2019", "\uff07")
+
+
+class Analyzer(Protocol):
+    """Turns text into the terms an index stores; queries and documents use the same one."""
+
+    name: str
+
+    def analyze(self, text: str) -> list[str]: ...
+
+
+class LuceneEnglishAnalyzer:
+    """Lucene's English analysis chain (see module docstring), with per-token caching.
+
+    Stemming goes through PyStemmer's "porter" algorithm (Snowball's rendering
+    of Porter 1980, the algorithm behind Lucene's ``PorterStemFilter``).
+    """
+
+    name = "lucene-english"
+
+    def __init__(self) -> None:
+        try:
+            import Stemmer
+        except ImportError:  # pragma: no cover - PyStemmer is a core dependency
+            raise MissingDependencyError("the English analyzer needs PyStemmer: pip install PyStemmer") from None
+        self._stem = Stemmer.Stemmer("porter").stemWord
+        self._cache: dict[str, str | None] = {}
+
+    @staticmethod
+    def raw_tokens(text: str) -> list[str]:
+        """StandardTokenizer + LowerCaseFilter: lower-cased tokens before possessive/stop/stem."""
+        tokens = TOKEN_PATTERN.findall(text.lower())
+        if any(len(t) > MAX_TOKEN_LENGTH for t in tokens):
+            tokens = [t[i : i + MAX_TOKEN_LENGTH] for t in tokens for i in range(0, len(t), MAX_TOKEN_LENGTH)]
+        return tokens
+
+    def normalize(self, token: str) -> str | None:
+        """Possessive, stop word and stemming steps for one lower-cased token; ``None`` if dropped."""
+        term = self._cache.get(token, "")
+        if term != "":
+            return term
+        t = token
+        if len(t) >= 2 and t[-1] == "s" and t[-2] in _POSSESSIVE_APOSTROPHES:
+            t = t[:-2]
+        result = None if (not t or t in LUCENE_ENGLISH_STOP_WORDS) else self._stem(t)
+        self._cache[token] = result
+        return result
+
+    def analyze(self, text: str) -> list[str]:
+        out = []
+        for tok in self.raw_tokens(text):
+            term = self.normalize(tok)
+            if term is not None:
+                out.append(term)
+        return out
+
+
+class WordPieceAnalyzer:
+    """BERT WordPiece tokens (lower-cased, accents stripped) through the ``tokenizers`` package.
+
+    The vocabulary is the tokenizer's and fixed, so term ids equal WordPiece
+    ids and vectors from learned sparse models (whose output dimension is the
+    WordPiece vocabulary) index without translation.
+    """
+
+    name = "wordpiece"
+
+    def __init__(self, tokenizer_path: str | Path) -> None:
+        self.path = str(tokenizer_path)
+        self._tokenizer = _load_wordpiece(self.path)
+
+    @property
+    def vocab(self) -> list[str]:
+        v = self._tokenizer.get_vocab()
+        terms = [""] * len(v)
+        for term, i in v.items():
+            terms[i] = term
+        return terms
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def analyze(self, text: str) -> list[str]:
+        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+
+
+@lru_cache(maxsize=8)
+def _load_wordpiece(path: str):  # type: ignore[no-untyped-def]
+    try:
+        from tokenizers import Tokenizer
+        from tokenizers.implementations import BertWordPieceTokenizer
+    except ImportError:
+        raise MissingDependencyError("WordPiece analysis needs tokenizers: pip install tokenizers") from None
+    p = Path(path)
+    if p.is_dir():
+        if (p / "tokenizer.json").exists():
+            p = p / "tokenizer.json"
+        elif (p / "vocab.txt").exists():
+            p = p / "vocab.txt"
+        else:
+            raise FileNotFoundError(f"{path}: no tokenizer.json or vocab.txt in this folder")
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: tokenizer file not found")
+    if p.suffix == ".json":
+        tok = Tokenizer.from_file(str(p))
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+    return BertWordPieceTokenizer(str(p), lowercase=True)

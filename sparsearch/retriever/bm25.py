@@ -1,0 +1,159 @@
+"""BM25 as an encoder: documents become term-frequency vectors, queries IDF-weighted terms.
+
+Okapi BM25 (Robertson & Zaragoza, "The Probabilistic Relevance Framework:
+BM25 and Beyond", 2009) in the form Lucene >= 8 and Anserini/Pyserini use:
+``score = Σ idf(t)·tf/(tf + k1·(1 − b + b·dl/avgdl))`` with
+``idf(t) = ln(1 + (N − df + 0.5)/(df + 0.5))``, ``N`` the number of documents
+with at least one term, ``dl`` read through Lucene's one-byte length norm.
+
+Documents are stored as raw ``tf`` and length, not as precomputed impacts:
+the index applies the saturation at query time with collection-wide ``N``,
+``df`` and ``avgdl`` (see :mod:`sparsearch.index.kernels`), so scores stay
+exact as documents are added and removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from sparsearch.index import kernels
+from sparsearch.index.config import LengthNorm, Scoring
+from sparsearch.retriever.analysis import LuceneEnglishAnalyzer, WordPieceAnalyzer
+from sparsearch.retriever.vocab import Vocabulary
+from sparsearch.types import CollectionStats, Document, SparseBatch
+
+
+@dataclass(frozen=True)
+class BM25Config:
+    k1: float = 0.9
+    b: float = 0.4
+    analyzer: str = "lucene-english"
+    tokenizer: str | None = None
+    length_norm: LengthNorm = "lucene"
+
+    def __post_init__(self) -> None:
+        if self.analyzer not in ("lucene-english", "wordpiece"):
+            raise ValueError(f"unknown analyzer {self.analyzer!r} (expected 'lucene-english' or 'wordpiece')")
+        if self.analyzer == "wordpiece" and not self.tokenizer:
+            raise ValueError("the wordpiece analyzer needs a tokenizer path")
+        Scoring("saturate", self.k1, self.b, self.length_norm)  # validates k1, b, length_norm
+
+
+def bm25_idf(doc_freq: np.ndarray, n_docs: int) -> np.ndarray:
+    """Lucene's BM25 IDF, ``ln(1 + (N − df + 0.5)/(df + 0.5))``, in float32 like Lucene."""
+    df = np.asarray(doc_freq, np.float64)
+    return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+
+class BM25Encoder:
+    name: ClassVar[str] = "bm25"
+
+    def __init__(self, config: BM25Config | None = None, vocab: Vocabulary | None = None) -> None:
+        self.settings = config or BM25Config()
+        if self.settings.analyzer == "wordpiece":
+            self._wordpiece: WordPieceAnalyzer | None = WordPieceAnalyzer(self.settings.tokenizer or "")
+            self.analyzer = self._wordpiece
+            self.vocab = vocab or Vocabulary(self._wordpiece.vocab)
+        else:
+            self._wordpiece = None
+            self._lucene = LuceneEnglishAnalyzer()
+            self.analyzer = self._lucene
+            self.vocab = vocab or Vocabulary()
+        self._id_cache: dict[str, int] = {}
+
+    @property
+    def scoring(self) -> Scoring:
+        s = self.settings
+        return Scoring(transform="saturate", k1=s.k1, b=s.b, length_norm=s.length_norm)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.vocab)
+
+    # ------------------------------------------------------------ documents
+
+    def _raw_to_id(self, token: str) -> int:
+        term = self._lucene.normalize(token)
+        i = -1 if term is None else self.vocab.add(term)
+        self._id_cache[token] = i
+        return i
+
+    def document_token_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Flat term ids of every text (stop words dropped) and per-text offsets; grows the vocabulary."""
+        if self._wordpiece is not None:
+            rows = self._wordpiece.token_ids(texts)
+            offsets = np.zeros(len(rows) + 1, np.int64)
+            np.cumsum([len(r) for r in rows], out=offsets[1:])
+            flat = np.fromiter((t for r in rows for t in r), np.int32, count=int(offsets[-1]))
+            return offsets, flat
+        get = self._id_cache.get
+        raw_tokens = self._lucene.raw_tokens
+        ids: list[int] = []
+        counts = np.zeros(len(texts) + 1, np.int64)
+        for i, text in enumerate(texts):
+            row = list(map(get, raw_tokens(text)))
+            if None in row:
+                row = [self._raw_to_id(tok) if x is None else x for tok, x in zip(raw_tokens(text), row)]
+            ids.extend(row)
+            counts[i + 1] = len(row)
+        flat = np.array(ids, dtype=np.int32)
+        raw_offsets = np.cumsum(counts)
+        keep = flat >= 0
+        if keep.all():
+            return raw_offsets, flat
+        kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+        return kept_before[raw_offsets], flat[keep]
+
+    def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
+        offsets, token_ids = self.document_token_ids([d.contents for d in documents])
+        row_offsets, term_ids, tf = kernels.term_frequencies(offsets, token_ids)
+        return SparseBatch(row_offsets, term_ids, tf, lengths=np.diff(offsets).astype(np.float32))
+
+    # ------------------------------------------------------------ queries
+
+    def query_terms(self, query: str) -> list[int]:
+        """Known term ids of a query, repeated as often as they occur."""
+        if self._wordpiece is not None:
+            return [t for t in self._wordpiece.token_ids([query])[0] if t < len(self.vocab)]
+        out = []
+        for tok in self._lucene.raw_tokens(query):
+            term = self._lucene.normalize(tok)
+            if term is not None:
+                i = self.vocab.get(term)
+                if i >= 0:
+                    out.append(i)
+        return out
+
+    def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
+        """Rows of ``count(t)·idf(t)``: Anserini's bag-of-words query boosts each term by its count."""
+        if stats is None:
+            raise ValueError("BM25 query weights need collection statistics")
+        df = stats.doc_freq
+        rows = []
+        for q in queries:
+            counts: dict[int, float] = {}
+            for t in self.query_terms(q):
+                if t < len(df) and df[t] > 0:
+                    counts[t] = counts.get(t, 0.0) + 1.0
+            rows.append(counts)
+        batch = SparseBatch.from_dicts(rows)
+        # boost * idf, both float32, as Lucene multiplies them.
+        idf = bm25_idf(df[batch.term_ids], stats.n_docs)
+        batch.weights = (batch.weights * idf).astype(np.float32)
+        return batch
+
+    # ------------------------------------------------------------ persistence
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.settings)
+
+    def state_files(self) -> dict[str, bytes]:
+        return {"vocab": self.vocab.to_json_bytes()}
+
+    @classmethod
+    def load(cls, config: dict[str, Any], files: dict[str, Path]) -> "BM25Encoder":
+        return cls(BM25Config(**config), Vocabulary.load(files["vocab"]))
