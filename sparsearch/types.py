@@ -17,6 +17,12 @@ WEIGHT_DTYPE = np.float32
 OFFSET_DTYPE = np.int64
 
 
+def compact_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Row offsets after dropping the flat entries where ``keep`` is False."""
+    kept_before = np.concatenate([[0], np.cumsum(keep, dtype=OFFSET_DTYPE)])
+    return kept_before[offsets]
+
+
 @dataclass(frozen=True)
 class Document:
     """One corpus record, in BEIR's field names (``_id`` becomes ``doc_id``)."""

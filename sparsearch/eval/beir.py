@@ -17,11 +17,10 @@ from sparsearch.engine import Index
 from sparsearch.eval.bench import latencies_ms, peak_rss_bytes, throughput
 from sparsearch.eval.datasets import load_beir
 from sparsearch.eval.metrics import evaluate
-from sparsearch.eval.runs import write_trec
+from sparsearch.eval.runs import ranking_run, write_trec
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.storage import directory_bytes
 from sparsearch.protocols import SparseEncoder
-from sparsearch.types import results_to_run
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def evaluate_beir(
             index_dir = Path(tmp) / "index"
         index = Index.open(index_dir)
         results = index.search_batch(texts, k=settings.k)
-        metrics = evaluate(dataset.qrels, results_to_run(query_ids, results))
+        metrics = evaluate(dataset.qrels, ranking_run(query_ids, results))
         if run_path is not None:
             write_trec(run_path, query_ids, results, settings.run_tag)
         report: dict[str, Any] = {

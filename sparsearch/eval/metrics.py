@@ -6,9 +6,9 @@
 * ``recip_rank`` is MRR@10: reciprocal rank computed on the run cut to its
   10 best documents (BEIR's MRR@10; pytrec_eval's own ``recip_rank`` has no
   cut-off).
-* pytrec_eval orders a query's documents by score, breaking ties by document
-  id, whatever rank the run gives; tied scores are therefore ranked as every
-  other trec_eval-based number is.
+* pytrec_eval orders a query's documents by score (ties by document id
+  string) whatever rank a run gives; to evaluate the order an engine returned,
+  pass :func:`sparsearch.eval.runs.ranking_run`, as ``sparsearch eval`` does.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from sparsearch.index import kernels
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.manifest import SegmentInfo
 from sparsearch.index.storage import fsync_dir, save_array
-from sparsearch.types import SparseBatch
+from sparsearch.types import SparseBatch, compact_offsets
 
 ARRAY_NAMES = (
     "postings_offsets",
@@ -100,10 +100,7 @@ def build_segment(
         # Zero weights are not postings: dropping them keeps every stored
         # contribution positive, which the scoring kernels rely on.
         keep = weights > 0
-        counts = np.add.reduceat(keep.astype(np.int64), offsets[:-1]) if len(keep) else np.zeros(0)
-        counts[np.diff(offsets) == 0] = 0
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        term_ids, weights = term_ids[keep], weights[keep]
+        offsets, term_ids, weights = compact_offsets(offsets, keep), term_ids[keep], weights[keep]
     n_chunks = max(1, min(64, 4 * _threads()))
     postings_offsets, postings_docs, postings_weights = kernels.invert(offsets, term_ids, weights, n_terms, n_chunks)
     term_max = kernels.term_max_weights(postings_offsets, postings_weights)

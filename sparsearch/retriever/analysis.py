@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from sparsearch.errors import MissingDependencyError
+from sparsearch.retriever import porter
 
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (33 words).
 LUCENE_ENGLISH_STOP_WORDS = frozenset(
@@ -33,14 +34,32 @@ LUCENE_ENGLISH_STOP_WORDS = frozenset(
 )
 
 _IDEOGRAPHIC = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_MARKS = "\u0300-\u036f"
-_WORD_CHAR = rf"(?:[^\W{_IDEOGRAPHIC}]|[{_MARKS}])"
+# Emoji and pictographic symbols (Unicode's Extended_Pictographic, below U+1F000 listed
+# range by range): Lucene's StandardTokenizer emits each as a token of its own ("©", "™").
+_PICTOGRAPHIC = (
+    "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u2199\u21a9\u21aa\u231a\u231b\u2328\u2388\u23cf"
+    "\u23e9-\u23f3\u23f8-\u23fa\u24c2\u25aa\u25ab\u25b6\u25c0\u25fb-\u25fe\u2600-\u2605"
+    "\u2607-\u2612\u2614-\u2685\u2690-\u2705\u2708-\u2712\u2714\u2716\u271d\u2721\u2728"
+    "\u2733\u2734\u2744\u2747\u274c\u274e\u2753-\u2755\u2757\u2763-\u2767\u2795-\u2797"
+    "\u27a1\u27b0\u27bf\u2934\u2935\u2b05-\u2b07\u2b1b\u2b1c\u2b50\u2b55\u3030\u303d"
+    "\u3297\u3299\U0001f000-\U0001faff"
+)
+# Digits that are not decimal digits (superscripts, subscripts, fractions, circled numbers):
+# Python counts them as word characters, UAX #29 (and Lucene) as breaks.
+_OTHER_NUMBERS = "\u00b2\u00b3\u00b9\u00bc-\u00be\u2070\u2074-\u2079\u2080-\u2089\u2150-\u218f\u2460-\u24ff\u2776-\u2793"
+# Combining marks and format characters (soft hyphen, bidi marks) never break a word
+# and stay in the token, as UAX #29's rule WB4 says.
+_ATTACHED = "\u0300-\u036f\u00ad\u200e\u200f\u2060-\u2064"
+_ALNUM = rf"[^\W_{_IDEOGRAPHIC}{_OTHER_NUMBERS}]"
+_WORD_CHAR = rf"(?:[^\W{_IDEOGRAPHIC}{_OTHER_NUMBERS}]|[{_ATTACHED}])"
 _LETTER = r"[^\W\d_]"
 _MID_LETTER = "[.'\u2019:\u00b7\u2018\u2024\ufe52\uff07\uff0e]"
 _MID_NUM = "[.,;'\u2019\u2018\u2024\ufe52\uff07\uff0e\u037e\u0589\u060c\u060d\u066c\u07f8\u2044\ufe10\ufe14\ufe50\ufe54\uff0c\uff1b]"
+# A word starts at a letter or digit (leading underscores join it, as ExtendNumLet does;
+# underscores alone are no token), then runs on through word characters and joiners.
 TOKEN_PATTERN = re.compile(
-    rf"[{_IDEOGRAPHIC}]"
-    rf"|{_WORD_CHAR}+(?:(?:(?<={_LETTER}){_MID_LETTER}(?={_LETTER})|(?<=\d){_MID_NUM}(?=\d)){_WORD_CHAR}+)*"
+    rf"[{_IDEOGRAPHIC}{_PICTOGRAPHIC}]"
+    rf"|_*{_ALNUM}{_WORD_CHAR}*(?:(?:(?<={_LETTER}){_MID_LETTER}(?={_LETTER})|(?<=\d){_MID_NUM}(?=\d)){_WORD_CHAR}+)*"
 )
 MAX_TOKEN_LENGTH = 255
 _POSSESSIVE_APOSTROPHES = ("'", "\u2019", "\uff07")
@@ -57,18 +76,14 @@ class Analyzer(Protocol):
 class LuceneEnglishAnalyzer:
     """Lucene's English analysis chain (see module docstring), with per-token caching.
 
-    Stemming goes through PyStemmer's "porter" algorithm (Snowball's rendering
-    of Porter 1980, the algorithm behind Lucene's ``PorterStemFilter``).
+    Stemming is :func:`sparsearch.retriever.porter.stem`, the Porter variant of
+    Lucene's ``PorterStemFilter`` (Snowball's "porter" differs on real words).
     """
 
     name = "lucene-english"
 
     def __init__(self) -> None:
-        try:
-            import Stemmer
-        except ImportError:  # pragma: no cover - PyStemmer is a core dependency
-            raise MissingDependencyError("the English analyzer needs PyStemmer: pip install PyStemmer") from None
-        self._stem = Stemmer.Stemmer("porter").stemWord
+        self._stem = porter.stem
         self._cache: dict[str, str | None] = {}
 
     @staticmethod

@@ -24,7 +24,7 @@ from sparsearch.index import kernels
 from sparsearch.index.config import LengthNorm, Scoring
 from sparsearch.retriever.analysis import LuceneEnglishAnalyzer, WordPieceAnalyzer
 from sparsearch.retriever.vocab import Vocabulary
-from sparsearch.types import CollectionStats, Document, SparseBatch
+from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,7 @@ class BM25Encoder:
         keep = flat >= 0
         if keep.all():
             return raw_offsets, flat
-        kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-        return kept_before[raw_offsets], flat[keep]
+        return compact_offsets(raw_offsets, keep), flat[keep]
 
     def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
         offsets, token_ids = self.document_token_ids([d.contents for d in documents])

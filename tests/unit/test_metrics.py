@@ -45,3 +45,17 @@ def test_trec_run_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     write_trec(path, ["q1", "q2"], hits, tag="t")
     assert path.read_text().splitlines() == ["q1 Q0 a 1 2.500000 t", "q1 Q0 b 2 1.250000 t"]
     assert read_trec(path) == {"q1": {"a": 2.5, "b": 1.25}}
+
+
+def test_ranking_run_evaluates_the_returned_order_not_docid_ties(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from sparsearch.eval.runs import ranking_run
+
+    qrels = {"q": {"a": 1}}
+    tied = [Hits(["a", "b"], np.array([1.0, 1.0], np.float32))]  # engine put "a" first
+    # By score, trec_eval ranks ties by descending doc id: "b" first, reciprocal rank 1/2.
+    assert evaluate(qrels, {"q": {"a": 1.0, "b": 1.0}})["recip_rank"] == 0.5
+    assert evaluate(qrels, ranking_run(["q"], tied))["recip_rank"] == 1.0
+    write_trec(tmp_path / "r.trec", ["q"], tied)
+    assert evaluate(qrels, read_trec(tmp_path / "r.trec", by_rank=True))["recip_rank"] == 1.0
