@@ -95,9 +95,10 @@ class BM25Encoder:
         ids: list[int] = []
         counts = np.zeros(len(texts) + 1, np.int64)
         for i, text in enumerate(texts):
-            row = list(map(get, raw_tokens(text)))
+            tokens = raw_tokens(text)
+            row = list(map(get, tokens))
             if None in row:
-                row = [self._raw_to_id(tok) if x is None else x for tok, x in zip(raw_tokens(text), row)]
+                row = [self._raw_to_id(tok) if x is None else x for tok, x in zip(tokens, row)]
             ids.extend(row)
             counts[i + 1] = len(row)
         flat = np.array(ids, dtype=np.int32)

@@ -52,49 +52,29 @@ _STEP4 = {
 }
 
 
-def _is_consonant(w: str, i: int) -> bool:
-    c = w[i]
-    if c in _VOWELS:
-        return False
-    if c == "y":
-        return i == 0 or not _is_consonant(w, i - 1)
-    return True
+def _cv(w: str) -> str:
+    """Porter's consonant/vowel pattern of ``w``: 'v' for a, e, i, o, u and for y after a consonant."""
+    out = []
+    prev = "v"
+    for ch in w:
+        kind = "v" if ch in _VOWELS or (ch == "y" and prev == "c") else "c"
+        out.append(kind)
+        prev = kind
+    return "".join(out)
 
 
-def _measure(w: str, end: int) -> int:
-    """Number of vowel-consonant sequences in ``w[:end]`` (Porter's m)."""
-    n = 0
-    i = 0
-    while i < end and _is_consonant(w, i):
-        i += 1
-    while i < end:
-        while i < end and not _is_consonant(w, i):
-            i += 1
-        if i >= end:
-            break
-        n += 1
-        while i < end and _is_consonant(w, i):
-            i += 1
-    return n
+def _measure(cv: str, end: int) -> int:
+    """Porter's m: the number of vowel-run/consonant-run pairs in the first ``end`` letters."""
+    return cv[:end].count("vc")
 
 
-def _has_vowel(w: str, end: int) -> bool:
-    return any(not _is_consonant(w, i) for i in range(end))
+def _double_consonant(w: str, cv: str, i: int) -> bool:
+    return i >= 1 and w[i] == w[i - 1] and cv[i] == "c"
 
 
-def _double_consonant(w: str, i: int) -> bool:
-    return i >= 1 and w[i] == w[i - 1] and _is_consonant(w, i)
-
-
-def _cvc(w: str, i: int) -> bool:
+def _cvc(w: str, cv: str, i: int) -> bool:
     """consonant-vowel-consonant ending at ``i``, the last not w, x or y ("hop", not "snow")."""
-    return (
-        i >= 2
-        and _is_consonant(w, i)
-        and not _is_consonant(w, i - 1)
-        and _is_consonant(w, i - 2)
-        and w[i] not in "wxy"
-    )
+    return i >= 2 and cv[i - 2 : i + 1] == "cvc" and w[i] not in "wxy"
 
 
 def _replace_if_measured(w: str, rules: tuple[tuple[str, str], ...], min_m: int) -> str:
@@ -102,7 +82,7 @@ def _replace_if_measured(w: str, rules: tuple[tuple[str, str], ...], min_m: int)
     for suffix, replacement in rules:
         if w.endswith(suffix):
             stem = len(w) - len(suffix)
-            if _measure(w, stem) > min_m:
+            if _measure(_cv(w), stem) > min_m:
                 return w[:stem] + replacement
             return w
     return w
@@ -122,23 +102,25 @@ def stem(word: str) -> str:
         elif len(w) >= 2 and w[-2] != "s":
             w = w[:-1]
     # Step 1b: -eed, -ed, -ing.
+    cv = _cv(w)
     if w.endswith("eed"):
-        if _measure(w, len(w) - 3) > 0:
+        if _measure(cv, len(w) - 3) > 0:
             w = w[:-1]
     else:
         for suffix in ("ed", "ing"):
-            if w.endswith(suffix) and _has_vowel(w, len(w) - len(suffix)):
+            if w.endswith(suffix) and "v" in cv[: len(w) - len(suffix)]:
                 w = w[: -len(suffix)]
+                cv = cv[: len(w)]
                 if w.endswith(("at", "bl", "iz")):
                     w += "e"
-                elif _double_consonant(w, len(w) - 1):
+                elif _double_consonant(w, cv, len(w) - 1):
                     if w[-1] not in "lsz":
                         w = w[:-1]
-                elif _measure(w, len(w)) == 1 and _cvc(w, len(w) - 1):
+                elif _measure(cv, len(w)) == 1 and _cvc(w, cv, len(w) - 1):
                     w += "e"
                 break
     # Step 1c: y -> i when the stem has a vowel.
-    if w.endswith("y") and _has_vowel(w, len(w) - 1):
+    if w.endswith("y") and "v" in _cv(w)[:-1]:
         w = w[:-1] + "i"
     # Steps 2 and 3: map double suffixes to single ones.
     if len(w) >= 2 and w[-2] in _STEP2:
@@ -152,15 +134,16 @@ def stem(word: str) -> str:
                 stem_end = len(w) - len(suffix)
                 if suffix == "ion" and not (stem_end >= 1 and w[stem_end - 1] in "st"):
                     continue
-                if _measure(w, stem_end) > 1:
+                if _measure(_cv(w), stem_end) > 1:
                     w = w[:stem_end]
                 break
     # Step 5a: final e.
     if w.endswith("e"):
-        m = _measure(w, len(w) - 1)
-        if m > 1 or (m == 1 and not _cvc(w, len(w) - 2)):
+        cv = _cv(w)
+        m = _measure(cv, len(w) - 1)
+        if m > 1 or (m == 1 and not _cvc(w, cv, len(w) - 2)):
             w = w[:-1]
     # Step 5b: -ll -> -l when m > 1.
-    if w.endswith("ll") and _measure(w, len(w)) > 1:
+    if w.endswith("ll") and _measure(_cv(w), len(w)) > 1:
         w = w[:-1]
     return w
