@@ -9,6 +9,7 @@ way the documents were encoded.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from itertools import islice
 from pathlib import Path
@@ -100,15 +101,23 @@ class Index:
         seen: set[str] = set()
         fields = config.stored_fields if config else IndexConfig().stored_fields
         bar = tqdm(total=total, desc="encoding", unit="doc", disable=not progress, mininterval=1.0)
-        for chunk in _chunks(documents, chunk_size):
-            for doc in chunk:
-                if doc.doc_id in seen:
-                    raise DuplicateIdError(f"duplicate document id {doc.doc_id!r} (document #{len(doc_ids) + 1})")
-                seen.add(doc.doc_id)
-                doc_ids.append(doc.doc_id)
-                stored.append(_stored(doc, fields))
-            batches.append(encoder.encode_documents(chunk))
-            bar.update(len(chunk))
+        def checked_chunks() -> Iterator[list[Document]]:
+            for chunk in _chunks(documents, chunk_size):
+                for doc in chunk:
+                    if doc.doc_id in seen:
+                        raise DuplicateIdError(f"duplicate document id {doc.doc_id!r} (document #{len(doc_ids) + 1})")
+                    seen.add(doc.doc_id)
+                    doc_ids.append(doc.doc_id)
+                    stored.append(_stored(doc, fields))
+                bar.update(len(chunk))
+                yield chunk
+
+        workers = (config.threads if config and config.threads else os.cpu_count()) or 1
+        stream = getattr(encoder, "encode_document_stream", None)
+        if stream is not None:
+            batches.extend(stream(checked_chunks(), workers))
+        else:
+            batches.extend(encoder.encode_documents(chunk) for chunk in checked_chunks())
         bar.close()
         vectors = SparseBatch.concatenate(batches)
         if config is None:
@@ -184,12 +193,18 @@ class Index:
         return self._hits(self.inverted.search(self.encode_queries(queries), k, threads=threads))
 
     def _hits(self, top: TopK) -> list[Hits]:
-        ids = self.external_ids
+        resolve = self._resolve_id
         out = []
         for q in range(len(top.counts)):
             internal, scores = top.row(q)
-            out.append(Hits([ids[i] for i in internal.tolist()], scores.copy(), internal.copy()))
+            out.append(Hits(None, scores, internal, resolve))
         return out
+
+    def _resolve_id(self, internal_ids: np.ndarray) -> list[str]:
+        """External ids of internal ids: from the decoded table once built, else straight from disk."""
+        if self._external_ids is None and len(internal_ids) <= 64:
+            return self.inverted.external_ids(internal_ids)
+        return list(map(self.external_ids.__getitem__, internal_ids.tolist()))
 
     @property
     def external_ids(self) -> list[str]:

@@ -8,7 +8,7 @@ million documents cost three allocations instead of a million.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -129,16 +129,45 @@ class CollectionStats:
         return self.total_length / self.n_docs if self.n_docs else 0.0
 
 
-@dataclass
 class Hits:
-    """The ranked answer to one query: external ids, best first, with their scores."""
+    """The ranked answer to one query: external ids, best first, with their scores.
 
-    ids: list[str]
-    scores: np.ndarray
-    internal_ids: np.ndarray | None = None
+    External ids are resolved on first access: a caller that only reads the
+    top few, or only internal ids, does not pay for turning 1,000 ids into
+    strings.
+    """
+
+    __slots__ = ("_ids", "_resolve", "scores", "internal_ids")
+
+    def __init__(
+        self,
+        ids: list[str] | None,
+        scores: np.ndarray,
+        internal_ids: np.ndarray | None = None,
+        resolve: Callable[[np.ndarray], list[str]] | None = None,
+    ) -> None:
+        if ids is None and (internal_ids is None or resolve is None):
+            raise ValueError("Hits needs ids, or internal ids and a resolver")
+        self._ids = ids
+        self._resolve = resolve
+        self.scores = scores
+        self.internal_ids = internal_ids
+
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            assert self.internal_ids is not None and self._resolve is not None
+            self._ids = self._resolve(self.internal_ids)
+        return self._ids
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.scores)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Hits) and self.ids == other.ids and np.array_equal(self.scores, other.scores)
+
+    def __repr__(self) -> str:
+        return f"Hits(ids={self.ids[:5]}{'...' if len(self) > 5 else ''}, n={len(self)})"
 
     def as_dict(self) -> dict[str, float]:
         return {d: float(s) for d, s in zip(self.ids, self.scores)}

@@ -31,14 +31,15 @@ def peak_rss_bytes() -> int:
 
 
 def throughput(run_batch: Callable[[], object], n_queries: int, repeats: int = 3) -> float:
-    """Queries per second of the best of ``repeats`` timed passes (after one warm-up pass)."""
+    """Queries per second of the median of ``repeats`` timed passes (after one warm-up pass)."""
     run_batch()
-    best = float("inf")
+    seconds = []
     for _ in range(repeats):
         t = time.perf_counter()
         run_batch()
-        best = min(best, time.perf_counter() - t)
-    return n_queries / best if best > 0 else float("inf")
+        seconds.append(time.perf_counter() - t)
+    median = float(np.median(seconds))
+    return n_queries / median if median > 0 else float("inf")
 
 
 def latencies_ms(search_one: Callable[[str], object], queries: Sequence[str]) -> dict[str, float]:

@@ -62,13 +62,16 @@ class IndexConfig:
 
     quantization: Quantization = "none"
     stored_fields: tuple[str, ...] = ("title",)
-    chunk_size: int = 20_000
+    chunk_size: int = 4096
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.quantization not in ("none", "uint8"):
             raise ValueError(f"unknown quantization {self.quantization!r} (expected 'none' or 'uint8')")
+        for name in self.stored_fields:
+            if not name.isidentifier():
+                raise ValueError(f"stored field names must be identifiers, got {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"quantization": self.quantization, "stored_fields": list(self.stored_fields)}

@@ -128,19 +128,19 @@ class InvertedIndex:
         scores = np.zeros((n_q, k), np.float32)
         docs = np.zeros((n_q, k), np.int64)
         counts = np.zeros(n_q, np.int64)
-        common = (seg.postings_offsets, seg.postings_docs, seg.postings_weights, seg.term_scales,
+        common = (seg.postings_offsets, seg.postings_docs, seg.postings_weights, seg.scales,
                   transform, k_table, seg.doc_norms, np.float32(k1), np.float32(b_over_avgdl),
                   np.float32(one_minus_b), seg.doc_lengths, exact, deleted, base)
-        n_threads = threads or numba.get_num_threads()
-        if n_q == 1 or n_threads == 1:
+        if n_q == 1:
+            # One query: reuse this thread's scratch arrays rather than allocating n_docs floats.
             acc, touched = self._workspace(seg.n_docs)
-            for q in range(n_q):
-                t, w = queries.row(q)
-                counts[q] = kernels.search_one(t, w, k, *common[:4], *common[4:], acc, touched, scores[q], docs[q])
+            t, w = queries.row(0)
+            counts[0] = kernels.search_one(t, w, k, *common, acc, touched, scores[0], docs[0])
             return TopK(scores, docs, counts)
+        n_threads = min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
         n_blocks = max(1, min(n_threads, n_q))
         previous = numba.get_num_threads()
-        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(n_threads)
         try:
             kernels.search_many(queries.offsets, queries.term_ids, queries.weights, k, n_blocks,
                                 *common, seg.n_docs, scores, docs, counts)

@@ -4,13 +4,18 @@ On disk a segment is a directory of plain ``.npy`` files, memory-mapped on
 open (``np.load(mmap_mode="r")``) so an index larger than RAM only pages in
 the posting lists a query touches.  No pickles: the files are readable from
 any NumPy, and a truncated file is caught by the sizes the manifest records.
+
+Size matters as much as speed here, so every array takes the narrowest dtype
+that holds it: term frequencies in one byte, lengths in two when they fit,
+stored text as raw UTF-8 with 32-bit offsets, and per-term scales only when
+quantisation was actually lossy.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,21 +25,40 @@ from sparsearch.errors import IndexFormatError
 from sparsearch.index import kernels
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.manifest import SegmentInfo
-from sparsearch.index.storage import fsync_dir, save_array
+from sparsearch.index.storage import fsync_dir, fsync_files, save_array
 from sparsearch.types import SparseBatch, compact_offsets
 
-ARRAY_NAMES = (
-    "postings_offsets",
-    "postings_docs",
-    "postings_weights",
-    "term_scales",
-    "term_max",
-    "doc_lengths",
-    "doc_norms",
-    "doc_ids",
-    "store_offsets",
-    "store_data",
-)
+REQUIRED_ARRAYS = ("postings_offsets", "postings_docs", "postings_weights", "doc_lengths", "doc_norms", "doc_ids")
+TEXT_FIELDS = ("title", "text")
+
+
+@dataclass
+class StoredField:
+    """Variable-length per-document values: document ``i`` is ``data[offsets[i]:offsets[i+1]]``."""
+
+    offsets: np.ndarray
+    data: np.ndarray
+    is_json: bool
+
+    def get(self, local: int) -> Any:
+        lo, hi = int(self.offsets[local]), int(self.offsets[local + 1])
+        if hi == lo:
+            return None
+        raw = bytes(self.data[lo:hi]).decode("utf-8")
+        return json.loads(raw) if self.is_json else raw
+
+    @classmethod
+    def encode(cls, values: Sequence[Any], is_json: bool) -> "StoredField":
+        blobs = [b"" if v in (None, "", {}) else
+                 (json.dumps(v, ensure_ascii=False) if is_json else v).encode("utf-8") for v in values]
+        offsets = np.zeros(len(blobs) + 1, np.int64)
+        np.cumsum([len(b) for b in blobs], out=offsets[1:])
+        if offsets[-1] < 2**32:
+            offsets = offsets.astype(np.uint32)
+        return cls(offsets, np.frombuffer(b"".join(blobs), dtype=np.uint8), is_json)
+
+    def nbytes(self) -> int:
+        return self.offsets.nbytes + self.data.nbytes
 
 
 @dataclass
@@ -44,13 +68,13 @@ class Segment:
     postings_offsets: np.ndarray  # int64 [n_terms + 1]
     postings_docs: np.ndarray  # uint32 [n_postings]
     postings_weights: np.ndarray  # float32 or uint8 [n_postings]
-    term_scales: np.ndarray  # float32 [n_terms]: real weight = stored * scale
-    term_max: np.ndarray  # float32 [n_terms]: largest real weight (pruning bound)
-    doc_lengths: np.ndarray  # float32 [n_docs]
+    doc_lengths: np.ndarray  # uint16 / uint32 / float32 [n_docs]
     doc_norms: np.ndarray  # uint8 [n_docs]: Lucene one-byte length
     doc_ids: np.ndarray  # bytes (S<n>) [n_docs]: external ids, UTF-8
-    store_offsets: np.ndarray  # int64 [n_docs + 1]
-    store_data: np.ndarray  # uint8: concatenated UTF-8 JSON of stored fields
+    term_scales: np.ndarray | None = None  # float32 [n_terms]: real weight = stored * scale; None = 1
+    fields: dict[str, StoredField] = field(default_factory=dict)
+    _term_max: np.ndarray | None = field(default=None, repr=False)
+    _ones: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_docs(self) -> int:
@@ -64,6 +88,21 @@ class Segment:
     def n_postings(self) -> int:
         return int(self.postings_offsets[-1])
 
+    @property
+    def scales(self) -> np.ndarray:
+        """Per-term dequantisation scales (all ones when stored exactly)."""
+        if self.term_scales is not None:
+            return self.term_scales
+        if self._ones is None or len(self._ones) != self.n_terms:
+            self._ones = np.ones(self.n_terms, np.float32)
+        return self._ones
+
+    def term_max(self) -> np.ndarray:
+        """Largest real weight per term (the bound dynamic pruning needs); computed on first use."""
+        if self._term_max is None:
+            self._term_max = kernels.term_max_weights(self.postings_offsets, self.postings_weights) * self.scales
+        return self._term_max
+
     def doc_freq(self) -> np.ndarray:
         return np.diff(self.postings_offsets)
 
@@ -71,13 +110,33 @@ class Segment:
         return bytes(self.doc_ids[local]).decode("utf-8")
 
     def stored(self, local: int) -> dict[str, Any]:
-        lo, hi = int(self.store_offsets[local]), int(self.store_offsets[local + 1])
-        if hi == lo:
-            return {}
-        return json.loads(bytes(self.store_data[lo:hi]).decode("utf-8"))
+        out = {}
+        for name, f in self.fields.items():
+            value = f.get(local)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array to save, by file stem."""
+        out = {name: getattr(self, name) for name in REQUIRED_ARRAYS}
+        if self.term_scales is not None:
+            out["term_scales"] = self.term_scales
+        for name, f in self.fields.items():
+            kind = "json" if f.is_json else "text"
+            out[f"field.{name}.{kind}.offsets"] = f.offsets
+            out[f"field.{name}.{kind}.data"] = f.data
+        return out
 
     def nbytes(self) -> int:
-        return sum(getattr(self, n).nbytes for n in ARRAY_NAMES)
+        return sum(a.nbytes for a in self.arrays().values())
+
+
+def _narrow_lengths(lengths: np.ndarray) -> np.ndarray:
+    if len(lengths) == 0 or not np.array_equal(lengths, np.floor(lengths)):
+        return np.asarray(lengths, np.float32)
+    top = float(lengths.max())
+    return lengths.astype(np.uint16 if top < 2**16 else np.uint32)
 
 
 def build_segment(
@@ -103,35 +162,27 @@ def build_segment(
         offsets, term_ids, weights = compact_offsets(offsets, keep), term_ids[keep], weights[keep]
     n_chunks = max(1, min(64, 4 * _threads()))
     postings_offsets, postings_docs, postings_weights = kernels.invert(offsets, term_ids, weights, n_terms, n_chunks)
-    term_max = kernels.term_max_weights(postings_offsets, postings_weights)
+    term_scales = None
     if config.quantization == "uint8":
-        postings_weights, term_scales = kernels.quantize_uint8(postings_offsets, postings_weights)
-    else:
-        term_scales = np.ones(n_terms, np.float32)
+        postings_weights, scales = kernels.quantize_uint8(postings_offsets, postings_weights)
+        term_scales = None if bool((scales == 1.0).all()) else scales
     lengths = vectors.lengths if vectors.lengths is not None else np.zeros(len(vectors), np.float32)
-    store_offsets, store_data = _encode_store(stored)
     encoded_ids = [d.encode("utf-8") for d in doc_ids]
     width = max((len(e) for e in encoded_ids), default=1) or 1
+    fields = {}
+    for name in config.stored_fields:
+        values = [s.get(name) for s in stored]
+        fields[name] = StoredField.encode(values, is_json=name not in TEXT_FIELDS)
     return Segment(
         postings_offsets=postings_offsets,
         postings_docs=postings_docs,
         postings_weights=postings_weights,
-        term_scales=term_scales,
-        term_max=term_max,
-        doc_lengths=np.asarray(lengths, np.float32),
+        doc_lengths=_narrow_lengths(np.asarray(lengths)),
         doc_norms=kernels.encode_norms(np.asarray(lengths, np.float32)),
         doc_ids=np.array(encoded_ids, dtype=f"S{width}"),
-        store_offsets=store_offsets,
-        store_data=store_data,
+        term_scales=term_scales,
+        fields=fields,
     )
-
-
-def _encode_store(stored: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    blobs = [json.dumps(s, ensure_ascii=False).encode("utf-8") if s else b"" for s in stored]
-    offsets = np.zeros(len(blobs) + 1, np.int64)
-    np.cumsum([len(b) for b in blobs], out=offsets[1:])
-    data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    return offsets, data
 
 
 def _threads() -> int:
@@ -144,33 +195,43 @@ def write_segment(segment: Segment, directory: Path, name: str) -> SegmentInfo:
     """Write a segment directory (every file fsynced) and describe it for the manifest."""
     path = directory / name
     path.mkdir(parents=True, exist_ok=False)
-    files = {}
-    for array_name in ARRAY_NAMES:
-        files[f"{array_name}.npy"] = save_array(path / f"{array_name}.npy", getattr(segment, array_name))
+    files = {f"{stem}.npy": save_array(path / f"{stem}.npy", a) for stem, a in segment.arrays().items()}
+    fsync_files([path / name for name in files])
     fsync_dir(path)
     return SegmentInfo(
         name=name, n_docs=segment.n_docs, n_postings=segment.n_postings, n_terms=segment.n_terms, files=files
     )
 
 
+def _load(file: Path, expected: int | None, mmap: bool) -> np.ndarray:
+    try:
+        size = os.stat(file).st_size
+    except FileNotFoundError:
+        raise IndexFormatError(f"{file}: missing segment file (index is corrupt)") from None
+    if expected is not None and size != expected:
+        raise IndexFormatError(f"{file}: size {size} differs from the manifest's {expected} (index is corrupt)")
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        if mmap and "empty" in str(e).lower():
+            return np.load(file, allow_pickle=False)  # zero-length arrays cannot be mapped
+        raise IndexFormatError(f"{file}: unreadable segment file ({e})") from None
+
+
 def open_segment(directory: Path, info: SegmentInfo, mmap: bool = True) -> Segment:
     """Open a segment, checking every file against the size recorded in the manifest."""
     path = directory / info.name
-    arrays = {}
-    for array_name in ARRAY_NAMES:
-        file = path / f"{array_name}.npy"
-        expected = info.files.get(f"{array_name}.npy")
-        try:
-            size = os.stat(file).st_size
-        except FileNotFoundError:
-            raise IndexFormatError(f"{file}: missing segment file (index is corrupt)") from None
-        if expected is not None and size != expected:
-            raise IndexFormatError(f"{file}: size {size} differs from the manifest's {expected} (index is corrupt)")
-        try:
-            arrays[array_name] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise IndexFormatError(f"{file}: unreadable segment file ({e})") from None
-    segment = Segment(**arrays)
+    stems = {f[: -len(".npy")] for f in info.files}
+    missing = [n for n in REQUIRED_ARRAYS if n not in stems]
+    if missing:
+        raise IndexFormatError(f"{path}: manifest lists no {missing[0]}.npy (index is corrupt)")
+    arrays = {stem: _load(path / f"{stem}.npy", info.files[f"{stem}.npy"], mmap) for stem in sorted(stems)}
+    fields = {}
+    for stem in stems:
+        if stem.startswith("field.") and stem.endswith(".offsets"):
+            _, name, kind, _ = stem.split(".")
+            fields[name] = StoredField(arrays[stem], arrays[f"field.{name}.{kind}.data"], kind == "json")
+    segment = Segment(**{n: arrays[n] for n in REQUIRED_ARRAYS}, term_scales=arrays.get("term_scales"), fields=fields)
     if segment.n_docs != info.n_docs or segment.n_postings != info.n_postings:
         raise IndexFormatError(f"{path}: segment contents disagree with the manifest (index is corrupt)")
     return segment

@@ -51,7 +51,8 @@ _OTHER_NUMBERS = "\u00b2\u00b3\u00b9\u00bc-\u00be\u2070\u2074-\u2079\u2080-\u208
 # and stay in the token, as UAX #29's rule WB4 says.
 _ATTACHED = "\u0300-\u036f\u00ad\u200e\u200f\u2060-\u2064"
 _ALNUM = rf"[^\W_{_IDEOGRAPHIC}{_OTHER_NUMBERS}]"
-_WORD_CHAR = rf"(?:[^\W{_IDEOGRAPHIC}{_OTHER_NUMBERS}]|[{_ATTACHED}])"
+_CHAR = rf"[^\W{_IDEOGRAPHIC}{_OTHER_NUMBERS}]"
+_RUN = rf"{_CHAR}*(?:[{_ATTACHED}]+{_CHAR}*)*"  # word characters, with attached marks/format chars
 _LETTER = r"[^\W\d_]"
 _MID_LETTER = "[.'\u2019:\u00b7\u2018\u2024\ufe52\uff07\uff0e]"
 _MID_NUM = "[.,;'\u2019\u2018\u2024\ufe52\uff07\uff0e\u037e\u0589\u060c\u060d\u066c\u07f8\u2044\ufe10\ufe14\ufe50\ufe54\uff0c\uff1b]"
@@ -59,7 +60,7 @@ _MID_NUM = "[.,;'\u2019\u2018\u2024\ufe52\uff07\uff0e\u037e\u0589\u060c\u060d\u0
 # underscores alone are no token), then runs on through word characters and joiners.
 TOKEN_PATTERN = re.compile(
     rf"[{_IDEOGRAPHIC}{_PICTOGRAPHIC}]"
-    rf"|_*{_ALNUM}{_WORD_CHAR}*(?:(?:(?<={_LETTER}){_MID_LETTER}(?={_LETTER})|(?<=\d){_MID_NUM}(?=\d)){_WORD_CHAR}+)*"
+    rf"|_*{_ALNUM}{_RUN}(?:(?:(?<={_LETTER}){_MID_LETTER}(?={_LETTER})|(?<=\d){_MID_NUM}(?=\d)){_CHAR}{_RUN})*"
 )
 # The same rules restricted to ASCII, three times faster; used for ASCII-only text,
 # where the two patterns find the same tokens (emoji, ideographs and format
@@ -97,15 +98,30 @@ class LuceneEnglishAnalyzer:
         try:
             import Stemmer
 
-            self._fast_stem = Stemmer.Stemmer("porter").stemWord
+            stemmer = Stemmer.Stemmer("porter")
+            self._fast_stem = stemmer.stemWord
+            self._fast_stem_many = stemmer.stemWords
         except ImportError:  # pragma: no cover - PyStemmer is a dependency; the fallback is only slower
             self._fast_stem = porter.stem
+            self._fast_stem_many = lambda words: [porter.stem(w) for w in words]
         self._cache: dict[str, str | None] = {}
 
     def stem(self, token: str) -> str:
         if len(token) <= 2 or _NEEDS_REFERENCE_STEMMER.search(token):
             return porter.stem(token)
         return self._fast_stem(token)
+
+    def normalize_many(self, tokens: list[str]) -> list[str | None]:
+        """:meth:`normalize` for many new tokens at once, stemming the common case in one C call."""
+        stripped = [t[:-2] if len(t) >= 2 and t[-1] == "s" and t[-2] in _POSSESSIVE_APOSTROPHES else t for t in tokens]
+        needs_reference = _NEEDS_REFERENCE_STEMMER.search
+        stop = LUCENE_ENGLISH_STOP_WORDS
+        out: list[str | None] = [None if (not t or t in stop) else porter.stem(t) if len(t) <= 2 or needs_reference(t)
+                                 else t for t in stripped]
+        fast = [i for i, t in enumerate(stripped) if len(t) > 2 and t not in stop and not needs_reference(t)]
+        for i, stemmed in zip(fast, self._fast_stem_many([stripped[i] for i in fast])):
+            out[i] = stemmed
+        return out
 
     @staticmethod
     def raw_tokens(text: str) -> list[str]:

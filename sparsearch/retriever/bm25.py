@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+import itertools
+import multiprocessing
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -41,6 +43,46 @@ class BM25Config:
         if self.analyzer == "wordpiece" and not self.tokenizer:
             raise ValueError("the wordpiece analyzer needs a tokenizer path")
         Scoring("saturate", self.k1, self.b, self.length_norm)  # validates k1, b, length_norm
+
+
+_WORKER_ANALYZER: LuceneEnglishAnalyzer | None = None
+
+
+def _analyze_chunk(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Worker side of :meth:`BM25Encoder.encode_document_stream`: terms of a chunk, chunk-local ids."""
+    global _WORKER_ANALYZER
+    if _WORKER_ANALYZER is None:
+        _WORKER_ANALYZER = LuceneEnglishAnalyzer()
+    local = Vocabulary()
+    offsets, ids = analyze_to_ids(texts, _WORKER_ANALYZER, local, {})
+    return local.terms, offsets, ids
+
+
+def analyze_to_ids(
+    texts: Sequence[str], analyzer: LuceneEnglishAnalyzer, vocab: Vocabulary, id_cache: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-text offsets and flat term ids (stop words dropped), growing ``vocab``.
+
+    Python loops run per text and per never-seen token only: a batch's tokens
+    are flattened, its new distinct tokens found with set operations,
+    normalised (and stemmed) in one batch, and every token then mapped to its
+    id through ``id_cache`` (raw token -> id, -1 for stop words) in C.
+    """
+    rows = [analyzer.raw_tokens(t) for t in texts]
+    counts = np.zeros(len(texts) + 1, np.int64)
+    counts[1:] = np.fromiter(map(len, rows), np.int64, count=len(rows))
+    flat_tokens = list(itertools.chain.from_iterable(rows))
+    new = sorted(set(flat_tokens).difference(id_cache))  # sorted: term ids must not depend on hashing
+    if new:
+        add = vocab.add
+        for token, term in zip(new, analyzer.normalize_many(new)):
+            id_cache[token] = -1 if term is None else add(term)
+    flat = np.fromiter(map(id_cache.__getitem__, flat_tokens), np.int32, count=len(flat_tokens))
+    raw_offsets = np.cumsum(counts)
+    keep = flat >= 0
+    if keep.all():
+        return raw_offsets, flat
+    return compact_offsets(raw_offsets, keep), flat[keep]
 
 
 def bm25_idf(doc_freq: np.ndarray, n_docs: int) -> np.ndarray:
@@ -76,12 +118,6 @@ class BM25Encoder:
 
     # ------------------------------------------------------------ documents
 
-    def _raw_to_id(self, token: str) -> int:
-        term = self._lucene.normalize(token)
-        i = -1 if term is None else self.vocab.add(term)
-        self._id_cache[token] = i
-        return i
-
     def document_token_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Flat term ids of every text (stop words dropped) and per-text offsets; grows the vocabulary."""
         if self._wordpiece is not None:
@@ -90,28 +126,37 @@ class BM25Encoder:
             np.cumsum([len(r) for r in rows], out=offsets[1:])
             flat = np.fromiter((t for r in rows for t in r), np.int32, count=int(offsets[-1]))
             return offsets, flat
-        get = self._id_cache.get
-        raw_tokens = self._lucene.raw_tokens
-        ids: list[int] = []
-        counts = np.zeros(len(texts) + 1, np.int64)
-        for i, text in enumerate(texts):
-            tokens = raw_tokens(text)
-            row = list(map(get, tokens))
-            if None in row:
-                row = [self._raw_to_id(tok) if x is None else x for tok, x in zip(tokens, row)]
-            ids.extend(row)
-            counts[i + 1] = len(row)
-        flat = np.array(ids, dtype=np.int32)
-        raw_offsets = np.cumsum(counts)
-        keep = flat >= 0
-        if keep.all():
-            return raw_offsets, flat
-        return compact_offsets(raw_offsets, keep), flat[keep]
+        return analyze_to_ids(texts, self._lucene, self.vocab, self._id_cache)
 
     def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
-        offsets, token_ids = self.document_token_ids([d.contents for d in documents])
+        return self._term_frequencies(*self.document_token_ids([d.contents for d in documents]))
+
+    @staticmethod
+    def _term_frequencies(offsets: np.ndarray, token_ids: np.ndarray) -> SparseBatch:
         row_offsets, term_ids, tf = kernels.term_frequencies(offsets, token_ids)
         return SparseBatch(row_offsets, term_ids, tf, lengths=np.diff(offsets).astype(np.float32))
+
+    def encode_document_stream(self, chunks: Iterable[Sequence[Document]], workers: int) -> Iterator[SparseBatch]:
+        """``encode_documents`` over many chunks, with text analysis spread over processes.
+
+        Workers tokenize and stem (the Python-bound part of indexing) and send
+        back each chunk's distinct terms and term-local ids; only this process
+        assigns vocabulary ids, so ids are identical to a sequential build.
+        """
+        it = iter(chunks)
+        head = list(itertools.islice(it, 2))
+        if workers <= 1 or self._wordpiece is not None or len(head) < 2:
+            # One chunk (or one worker): forking would cost more than it saves.
+            for chunk in itertools.chain(head, it):
+                yield self.encode_documents(chunk)
+            return
+        chunks = itertools.chain(head, it)
+        texts = ([d.contents for d in chunk] for chunk in chunks)
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers) as pool:
+            for terms, offsets, local_ids in pool.imap(_analyze_chunk, texts):
+                global_ids = np.fromiter((self.vocab.add(t) for t in terms), np.int32, count=len(terms))
+                yield self._term_frequencies(offsets, global_ids[local_ids])
 
     # ------------------------------------------------------------ queries
 
