@@ -161,3 +161,23 @@ def test_zero_weights_are_not_postings() -> None:
     seg = build_segment(batch, ["a", "b", "c"], [{}] * 3, 2, IndexConfig())
     assert seg.doc_freq().tolist() == [1, 1]
     assert seg.postings_docs.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("transform,integral", [("linear", False), ("saturate", True)])
+@pytest.mark.parametrize("k", [1, 7, 50, 500])
+def test_maxscore_equals_exhaustive(transform: str, integral: bool, k: int) -> None:
+    rng = np.random.default_rng(6)
+    docs = random_batch(rng, 600, 120, 0.06, integral=integral)
+    queries = random_batch(rng, 40, 120, 0.08, integral=False)
+    seg = build_segment(docs, [str(i) for i in range(600)], [{}] * 600, 120, IndexConfig())
+    index = InvertedIndex([seg], Scoring(transform), IndexConfig())  # type: ignore[arg-type]
+    a = index.search(queries, k, method="exhaustive")
+    for threads in (1, 2):
+        b = index.search(queries, k, threads=threads, method="maxscore")
+        np.testing.assert_array_equal(a.counts, b.counts)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+        for q in range(len(queries)):
+            ids_a, s_a = a.row(q)
+            ids_b, _ = b.row(q)
+            # Same documents; order may differ only inside float-rounding ties.
+            assert set(ids_a[s_a > s_a[-1] * (1 + 1e-5)].tolist()) <= set(ids_b.tolist()) if len(s_a) else True
