@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "beir.json")
     args = parser.parse_args()
-    root = data_root(args.data)
+    root = data_root(args.data or os.environ.get("SPARSEARCH_DATA") or HERE.parent.parent / "shared" / "data")
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "runs": {},

@@ -50,3 +50,22 @@ class SparseEncoder(Protocol):
     def load(cls, config: dict[str, Any], files: dict[str, Path]) -> "SparseEncoder":
         """Rebuild the encoder an index was built with from its manifest entry and files."""
         ...
+
+
+@runtime_checkable
+class SparseIndex(Protocol):
+    """Stored sparse vectors answering exact top-k, with collection statistics for encoders.
+
+    Incremental ``add`` / ``delete`` / ``commit`` join this protocol with the
+    incremental index; every index keeps statistics global across segments.
+    """
+
+    @property
+    def n_docs(self) -> int: ...
+
+    @property
+    def stats(self) -> CollectionStats: ...
+
+    def search(self, queries: SparseBatch, k: int, threads: int | None = None, method: str = "auto") -> Any:
+        """Top-``k`` internal ids and scores per query row (a ``TopK``)."""
+        ...

@@ -62,7 +62,7 @@ class IndexConfig:
 
     quantization: Quantization = "none"
     stored_fields: tuple[str, ...] = ("title",)
-    chunk_size: int = 4096
+    chunk_size: int = 1024
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -54,7 +54,7 @@ class InvertedIndex:
         self.manifest = manifest
         self.bases = np.zeros(len(self.segments) + 1, np.int64)
         np.cumsum([s.n_docs for s in self.segments], out=self.bases[1:])
-        self.stats = self._collection_stats()
+        self._stats = self._collection_stats()
         self._local = threading.local()
         self._bound_cache: dict[int, np.ndarray] = {}
 
@@ -70,6 +70,11 @@ class InvertedIndex:
     @property
     def n_docs(self) -> int:
         return int(self.bases[-1])
+
+    @property
+    def stats(self) -> CollectionStats:
+        """Collection-wide statistics of this snapshot (N, total length, df per term)."""
+        return self._stats
 
     @property
     def n_terms(self) -> int:
@@ -93,14 +98,16 @@ class InvertedIndex:
 
     def _length_params(self) -> tuple[np.ndarray, float, float, float, bool]:
         sc = self.scoring
-        avgdl = self.stats.avg_length or 1.0
+        avgdl = self._stats.avg_length or 1.0
         k_table = (sc.k1 * ((1.0 - sc.b) + sc.b * _NORM_LENGTHS / np.float32(avgdl))).astype(np.float32)
         return k_table, sc.k1, sc.b / avgdl, 1.0 - sc.b, sc.length_norm == "exact"
 
-    def _workspace(self, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    def _workspace(self, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This thread's scratch arrays for single-query search (accumulator, touched list, histogram)."""
         ws = getattr(self._local, "ws", None)
         if ws is None or len(ws[0]) < n_docs:
-            ws = (np.zeros(n_docs, np.float32), np.empty(n_docs + 1, np.int64))
+            hist = np.zeros(kernels.RADIX_BUCKETS, np.int32)
+            ws = (np.zeros(n_docs, np.float32), np.empty(n_docs + 1, np.int32), hist)
             self._local.ws = ws
         return ws
 
@@ -169,9 +176,9 @@ class InvertedIndex:
             return TopK(scores, docs, counts)
         if n_q == 1:
             # One query: reuse this thread's scratch arrays rather than allocating n_docs floats.
-            acc, touched = self._workspace(seg.n_docs)
+            acc, touched, hist = self._workspace(seg.n_docs)
             t, w = queries.row(0)
-            counts[0] = kernels.search_one(t, w, k, *common, acc, touched, scores[0], docs[0])
+            counts[0] = kernels.search_one(t, w, k, *common, acc, touched, hist, scores[0], docs[0])
             return TopK(scores, docs, counts)
         with _numba_threads(n_threads):
             kernels.search_many(queries.offsets, queries.term_ids, queries.weights, k, n_blocks,

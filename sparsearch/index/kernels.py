@@ -285,33 +285,62 @@ def _sift_down(heap, size, i):
             return
 
 
+RADIX_BUCKETS = 1 << 16
+_RADIX_MIN_CANDIDATES = 8192
+
+
 @njit(cache=True, nogil=True)
-def _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base):
+def _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base, hist):
     """Write the k best touched documents, best first, and clear the accumulator.
 
     Each candidate becomes one int64 key: the score's float32 bit pattern
     (monotonic for positive floats) in the high half and ``~doc`` in the low
     half, so one integer comparison orders by score, then by lower doc id.
-    Keys overwrite ``touched`` in place; the k largest are found by
-    introselect (``np.partition``, O(n)) and only those k are sorted.
+
+    Many candidates (10^5 and more on large indexes): a radix pre-selection
+    first counts candidates per 16-bit score prefix (``hist``, zero on entry
+    and on exit), finds the prefix holding the k-th best, and keys only the
+    candidates at or above it (about k); no O(n) buffer is copied or
+    partitioned.  Few candidates: key them all and take the k largest with a
+    heap (small k) or introselect.  Only the winners are sorted.
     """
     bits = acc.view(np.uint32)
     has_deletes = len(deleted) > 0
-    m = 0
+    cut = np.uint32(0)
+    m = n_touched
+    if n_touched > k and n_touched >= _RADIX_MIN_CANDIDATES and len(hist) == RADIX_BUCKETS:
+        for i in range(n_touched):
+            d = touched[i]
+            if has_deletes and deleted[d]:
+                continue
+            hist[bits[d] >> 16] += 1
+        count = 0
+        bucket = RADIX_BUCKETS - 1
+        while bucket > 0:
+            count += hist[bucket]
+            if count >= k:
+                break
+            bucket -= 1
+        cut = np.uint32(bucket) << 16
+        m = count if bucket > 0 else n_touched
+    keys = np.empty(m, np.int64)
+    j = 0
     for i in range(n_touched):
         d = touched[i]
-        key = (np.int64(bits[d]) << 32) | (_LOW32 - d)
+        b = bits[d]
         acc[d] = 0.0
-        if has_deletes and deleted[d]:
+        if cut > 0:
+            hist[b >> 16] = 0
+        if (has_deletes and deleted[d]) or b < cut:
             continue
-        touched[m] = key
-        m += 1
-    if m <= k:
-        best = touched[:m].copy()
+        keys[j] = (np.int64(b) << 32) | (_LOW32 - d)
+        j += 1
+    if j <= k:
+        best = keys[:j].copy()
     elif k <= _HEAP_MAX_K:
-        best = _largest_by_heap(touched, m, k)
+        best = _largest_by_heap(keys, j, k)
     else:
-        best = np.partition(touched[:m], m - k)[m - k :]
+        best = np.partition(keys[:j], j - k)[j - k :]
     best.sort()
     n = len(best)
     score_bits = np.empty(n, np.uint32)
@@ -379,11 +408,12 @@ def search_one(
     q_terms, q_weights, k,
     postings_offsets, postings_docs, postings_weights, term_scales,
     transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-    deleted, doc_base, acc, touched, out_scores, out_docs,
+    deleted, doc_base, acc, touched, hist, out_scores, out_docs,
 ):
     """Exact top-k of one query over one segment; returns the number of hits written.
 
-    ``acc`` (zeroed, one float per document) and ``touched`` (one more slot) are caller-owned
+    ``acc`` (zeroed, one float per document), ``touched`` (int32, one more slot) and
+    ``hist`` (zeroed, RADIX_BUCKETS counters, or empty for small segments) are caller-owned
     scratch so that repeated searches do not pay an O(n_docs) allocation; the
     kernel leaves ``acc`` zeroed again.
     """
@@ -392,7 +422,7 @@ def search_one(
         transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
         acc, touched,
     )
-    return _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base)
+    return _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base, hist)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -410,7 +440,8 @@ def search_many(
     n_queries = len(q_offsets) - 1
     for blk in prange(n_blocks):
         acc = np.zeros(n_docs, np.float32)
-        touched = np.empty(n_docs + 1, np.int64)
+        touched = np.empty(n_docs + 1, np.int32)
+        hist = np.zeros(RADIX_BUCKETS if n_docs >= _RADIX_MIN_CANDIDATES else 0, np.int32)
         q_lo = n_queries * blk // n_blocks
         q_hi = n_queries * (blk + 1) // n_blocks
         for q in range(q_lo, q_hi):
@@ -421,7 +452,8 @@ def search_many(
                 term_scales, transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
                 use_exact_lengths, acc, touched,
             )
-            out_counts[q] = _collect_top_k(acc, touched, n_touched, deleted, k, out_scores[q], out_docs[q], doc_base)
+            out_counts[q] = _collect_top_k(acc, touched, n_touched, deleted, k, out_scores[q], out_docs[q], doc_base,
+                                           hist)
 
 
 @njit(cache=True, nogil=True)

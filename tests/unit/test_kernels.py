@@ -181,3 +181,25 @@ def test_maxscore_equals_exhaustive(transform: str, integral: bool, k: int) -> N
             ids_b, _ = b.row(q)
             # Same documents; order may differ only inside float-rounding ties.
             assert set(ids_a[s_a > s_a[-1] * (1 + 1e-5)].tolist()) <= set(ids_b.tolist()) if len(s_a) else True
+
+
+@pytest.mark.parametrize("k", [10, 1000, 30000])
+def test_radix_selection_on_many_candidates_with_ties(k: int) -> None:
+    """>= 8192 touched documents take the histogram path; heavy ties must still break by doc id."""
+    rng = np.random.default_rng(7)
+    n = 20000
+    rows = [{0: float(rng.integers(1, 4)), 1 + int(rng.integers(0, 3)): float(rng.integers(1, 3))} for _ in range(n)]
+    docs = SparseBatch.from_dicts(rows)
+    queries = SparseBatch.from_dicts([{0: 1.0, 1: 0.5, 2: 0.25}, {3: 2.0}])
+    seg = build_segment(docs, [str(i) for i in range(n)], [{}] * n, 4, IndexConfig())
+    index = InvertedIndex([seg], Scoring("linear"), IndexConfig())
+    expected = dense(queries, 4).astype(np.float32) @ dense(docs, 4).T.astype(np.float32)
+    for threads in (1, 2):
+        top = index.search(queries, k, threads=threads)
+        for q in range(2):
+            ids, scores = top.row(q)
+            want = expected_top_k(expected[q], k)
+            assert ids.tolist() == [i for i, _ in want]
+            np.testing.assert_array_equal(scores, np.array([s for _, s in want], np.float32))
+    single = index.search(SparseBatch.from_dicts([{0: 1.0, 1: 0.5, 2: 0.25}]), k)
+    np.testing.assert_array_equal(single.row(0)[0], index.search(queries, k).row(0)[0])
