@@ -8,6 +8,7 @@ way the documents were encoded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -21,9 +22,9 @@ from tqdm.auto import tqdm
 from sparsearch.errors import DuplicateIdError
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.inverted import InvertedIndex, TopK
-from sparsearch.index.manifest import Manifest
-from sparsearch.index.segment import build_segment, write_segment
-from sparsearch.index.storage import directory_bytes, write_bytes
+from sparsearch.index.manifest import Manifest, SegmentInfo
+from sparsearch.index.segment import Segment, build_segment, write_segment
+from sparsearch.index.storage import directory_bytes, fsync_files, save_array, write_bytes
 from sparsearch.index.writer import (
     collect_garbage,
     commit,
@@ -67,6 +68,9 @@ class Index:
         self.encoder = encoder
         self.path = path
         self._external_ids: list[str] | None = None
+        self._live: dict[str, tuple[int, int]] | None = None
+        self._pending: dict[str, Document] = {}
+        self._pending_deletes: set[str] = set()
 
     # ------------------------------------------------------------ building
 
@@ -136,30 +140,147 @@ class Index:
         directory = Path(path)
         previous = prepare_directory(directory, overwrite)
         with writer_lock(directory):
-            generation = (previous.generation + 1) if previous else 1
             # Leftovers of a crashed write are unreferenced: sweep them first.
             collect_garbage(directory, previous or Manifest(0, {}, {}, {}, []))
-            name = generation_names(generation)
-            segments = [write_segment(seg, directory, name("seg", i)) for i, seg in enumerate(self.inverted.segments)]
-            files: dict[str, int] = {}
-            encoder_files: dict[str, str] = {}
-            for kind, data in self.encoder.state_files().items():
-                file_name = name(kind)
-                files[file_name] = write_bytes(directory / file_name, data)
-                encoder_files[kind] = file_name
-            manifest = Manifest(
-                generation=generation,
-                encoder={"name": self.encoder.name, "config": self.encoder.config(), "files": encoder_files},
-                scoring=self.inverted.scoring.to_dict(),
-                config=self.inverted.config.to_dict(),
-                segments=segments,
-                files=files,
-                info={"created_unix": time.time(), "sparsearch_version": FORMAT_INFO_VERSION,
-                      "n_docs": self.inverted.n_docs},
-            )
-            commit(directory, manifest)
-            self.inverted.manifest = manifest
-            self.path = directory
+            generation = (previous.generation + 1) if previous else 1
+            self.inverted = self._write_generation(directory, generation, self.inverted.segments, [])
+        self.path = directory
+
+    def _write_generation(self, directory: Path, generation: int, new_segments: Sequence[Segment],
+                          kept: Sequence[tuple[SegmentInfo, Segment, bool]]) -> InvertedIndex:
+        """Write one generation and commit it; returns the snapshot it describes.
+
+        ``kept`` segments are already on disk: ``(info, segment, mask_changed)``,
+        and only a changed deletion mask is written anew; ``new_segments`` are
+        written whole.
+        """
+        name = generation_names(generation)
+        files: dict[str, int] = {}
+        infos: list[SegmentInfo] = []
+        segments: list[Segment] = []
+        for i, (old, seg, mask_changed) in enumerate(kept):
+            info = dataclasses.replace(old)
+            if mask_changed and seg.deleted is not None:
+                info.deletes = f"del-{generation:06d}-{i:03d}.npy"
+                save_array(directory / info.deletes, seg.deleted)
+            if info.deletes:
+                files[info.deletes] = (directory / info.deletes).stat().st_size
+            infos.append(info)
+            segments.append(seg)
+        for j, seg in enumerate(new_segments):
+            info = write_segment(seg, directory, name("seg", j))
+            if seg.deleted is not None and seg.deleted.any():
+                info.deletes = f"del-{generation:06d}-{len(kept) + j:03d}.npy"
+                files[info.deletes] = save_array(directory / info.deletes, seg.deleted)
+            infos.append(info)
+            segments.append(seg)
+        fsync_files([directory / f for f in files])
+        encoder_files: dict[str, str] = {}
+        for kind, data in self.encoder.state_files().items():
+            file_name = name(kind)
+            files[file_name] = write_bytes(directory / file_name, data)
+            encoder_files[kind] = file_name
+        snapshot = InvertedIndex(segments, self.inverted.scoring, self.inverted.config)
+        manifest = Manifest(
+            generation=generation,
+            encoder={"name": self.encoder.name, "config": self.encoder.config(), "files": encoder_files},
+            scoring=self.inverted.scoring.to_dict(),
+            config=self.inverted.config.to_dict(),
+            segments=infos,
+            files=files,
+            info={"created_unix": time.time(), "sparsearch_version": FORMAT_INFO_VERSION,
+                  "n_docs": snapshot.n_docs},
+        )
+        commit(directory, manifest)
+        snapshot.manifest = manifest
+        return snapshot
+
+    # ------------------------------------------------------------ incremental updates
+
+    def add(self, documents: Iterable[Document]) -> int:
+        """Queue documents for the next :meth:`commit`; an id already indexed is replaced (upsert).
+
+        Nothing is visible to searches before the commit, which applies the
+        whole batch at once: readers never see half of it.
+        """
+        n = 0
+        for doc in documents:
+            self._pending_deletes.discard(doc.doc_id)
+            self._pending.pop(doc.doc_id, None)  # re-adding moves the document to the end, as a fresh build would
+            self._pending[doc.doc_id] = doc
+            n += 1
+        return n
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Queue deletions for the next :meth:`commit`; returns how many ids exist (indexed or queued)."""
+        live = self._live_ids()
+        n = 0
+        for doc_id in ids:
+            found = self._pending.pop(doc_id, None) is not None
+            if doc_id in live:
+                self._pending_deletes.add(doc_id)
+                found = True
+            n += found
+        return n
+
+    def commit(self) -> None:
+        """Apply queued adds and deletes: a new segment, new deletion masks, one atomic manifest swap.
+
+        Collection statistics are recomputed over live documents, so scores
+        afterwards equal those of a fresh build over the same documents.
+        """
+        if not self._pending and not self._pending_deletes:
+            return
+        live = self._live_ids()
+        replaced = self._pending_deletes | {d for d in self._pending if d in live}
+        masks = [None if seg.deleted is None else np.array(seg.deleted) for seg in self.inverted.segments]
+        changed = [False] * len(masks)
+        for doc_id in replaced:
+            i, local = live[doc_id]
+            if masks[i] is None:
+                masks[i] = np.zeros(self.inverted.segments[i].n_docs, np.uint8)
+            masks[i][local] = 1
+            changed[i] = True
+        kept = [seg.with_deletes(mask) for seg, mask in zip(self.inverted.segments, masks)]
+        new: list[Segment] = []
+        if self._pending:
+            docs = list(self._pending.values())
+            vectors = self.encoder.encode_documents(docs)
+            fields = self.inverted.config.stored_fields
+            new.append(build_segment(vectors, [d.doc_id for d in docs], [_stored(d, fields) for d in docs],
+                                     self.encoder.n_terms, self.inverted.config))
+        if self.path is None:
+            self.inverted = InvertedIndex(kept + new, self.inverted.scoring, self.inverted.config)
+        else:
+            previous = self.inverted.manifest
+            with writer_lock(self.path):
+                generation = (previous.generation if previous else 0) + 1
+                infos = previous.segments if previous else []
+                self.inverted = self._write_generation(self.path, generation, new, list(zip(infos, kept, changed)))
+        self._pending = {}
+        self._pending_deletes = set()
+        self._external_ids = None
+        self._live = None
+
+    def _live_ids(self) -> dict[str, tuple[int, int]]:
+        """External id -> (segment, local id) of every live document (built on first use)."""
+        if self._live is None:
+            live: dict[str, tuple[int, int]] = {}
+            for i, seg in enumerate(self.inverted.segments):
+                ids = np.char.decode(np.asarray(seg.doc_ids), "utf-8").tolist()
+                mask = seg.live_mask()
+                for local, doc_id in enumerate(ids):
+                    if mask[local]:
+                        live[doc_id] = (i, local)
+            self._live = live
+        return self._live
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        """Stored fields of a live document, or ``None``."""
+        where = self._live_ids().get(doc_id)
+        if where is None:
+            return None
+        return self.inverted.segments[where[0]].stored(where[1])
 
     # ------------------------------------------------------------ opening
 

@@ -25,6 +25,7 @@ from sparsearch.index.segment import Segment, open_segment
 from sparsearch.types import CollectionStats, SparseBatch
 
 _NORM_LENGTHS = kernels.decode_norm_table()
+_NO_DELETES = np.zeros(0, np.uint8)
 
 
 @dataclass
@@ -62,13 +63,20 @@ class InvertedIndex:
 
     @classmethod
     def open(cls, directory: Path, manifest: Manifest, mmap: bool = True) -> "InvertedIndex":
-        segments = [open_segment(directory, info, mmap=mmap) for info in manifest.segments]
+        segments = [open_segment(directory, info, mmap=mmap, deletes_size=manifest.files.get(info.deletes or ""))
+                    for info in manifest.segments]
         return cls(segments, Scoring.from_dict(manifest.scoring), IndexConfig.from_dict(manifest.config), manifest)
 
     # ------------------------------------------------------------ statistics
 
     @property
     def n_docs(self) -> int:
+        """Live documents (deleted ones excluded)."""
+        return self.id_space - sum(int(s.deleted.sum()) for s in self.segments if s.deleted is not None)
+
+    @property
+    def id_space(self) -> int:
+        """Internal ids in use, deleted documents included: segment i covers [bases[i], bases[i+1])."""
         return int(self.bases[-1])
 
     @property
@@ -90,8 +98,9 @@ class InvertedIndex:
         total = 0.0
         for s in self.segments:
             df[: s.n_terms] += s.doc_freq()
-            n_docs += int(np.count_nonzero(s.doc_lengths))
-            total += float(np.sum(s.doc_lengths, dtype=np.float64))
+            lengths = s.doc_lengths if s.deleted is None else np.asarray(s.doc_lengths)[s.deleted == 0]
+            n_docs += int(np.count_nonzero(lengths))
+            total += float(np.sum(lengths, dtype=np.float64))
         return CollectionStats(n_docs=n_docs, total_length=total, doc_freq=df)
 
     # ------------------------------------------------------------ search
@@ -154,7 +163,7 @@ class InvertedIndex:
                         threads: int | None, params: tuple, use_maxscore: bool) -> TopK:
         k_table, k1, b_over_avgdl, one_minus_b, exact = params
         transform = self.scoring.transform_code
-        deleted = np.zeros(0, np.uint8)
+        deleted = seg.deleted if seg.deleted is not None else _NO_DELETES
         n_q = len(queries)
         scores = np.zeros((n_q, k), np.float32)
         docs = np.zeros((n_q, k), np.int64)

@@ -686,3 +686,25 @@ def maxscore_many(
                 transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
                 deleted, doc_base, bounds, out_scores[q], out_docs[q],
             )
+
+
+# ---------------------------------------------------------------- deletes
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def live_doc_freq(postings_offsets, postings_docs, deleted):
+    """Document frequency of every term counting only documents not marked deleted.
+
+    Deleted documents stay in their immutable segment until a merge drops
+    them; collection statistics must not count them, or scores after a delete
+    would differ from a fresh build's.
+    """
+    n_terms = len(postings_offsets) - 1
+    out = np.zeros(n_terms, np.int64)
+    for t in prange(n_terms):
+        c = 0
+        for p in range(postings_offsets[t], postings_offsets[t + 1]):
+            if not deleted[postings_docs[p]]:
+                c += 1
+        out[t] = c
+    return out

@@ -25,7 +25,7 @@ from sparsearch.errors import IndexFormatError
 from sparsearch.index import kernels
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.manifest import SegmentInfo
-from sparsearch.index.storage import fsync_dir, fsync_files, save_array
+from sparsearch.index.storage import fsync_path, fsync_files, save_array
 from sparsearch.types import SparseBatch, compact_offsets
 
 REQUIRED_ARRAYS = ("postings_offsets", "postings_docs", "postings_weights", "doc_lengths", "doc_norms", "doc_ids")
@@ -73,6 +73,7 @@ class Segment:
     doc_ids: np.ndarray  # bytes (S<n>) [n_docs]: external ids, UTF-8
     term_scales: np.ndarray | None = None  # float32 [n_terms]: real weight = stored * scale; None = 1
     fields: dict[str, StoredField] = field(default_factory=dict)
+    deleted: np.ndarray | None = None  # uint8 [n_docs], 1 = deleted; kept in its own file, outside the segment
     _term_max: np.ndarray | None = field(default=None, repr=False)
     _ones: np.ndarray | None = field(default=None, repr=False)
 
@@ -104,7 +105,18 @@ class Segment:
         return self._term_max
 
     def doc_freq(self) -> np.ndarray:
-        return np.diff(self.postings_offsets)
+        """Documents per term, deleted ones excluded."""
+        if self.deleted is None:
+            return np.diff(self.postings_offsets)
+        return kernels.live_doc_freq(self.postings_offsets, self.postings_docs, self.deleted)
+
+    def live_mask(self) -> np.ndarray:
+        return np.ones(self.n_docs, bool) if self.deleted is None else self.deleted == 0
+
+    def with_deletes(self, deleted: np.ndarray | None) -> "Segment":
+        """The same immutable arrays under another deletion mask (a new snapshot's view)."""
+        return Segment(self.postings_offsets, self.postings_docs, self.postings_weights, self.doc_lengths,
+                       self.doc_norms, self.doc_ids, self.term_scales, self.fields, deleted)
 
     def external_id(self, local: int) -> str:
         return bytes(self.doc_ids[local]).decode("utf-8")
@@ -163,7 +175,9 @@ def build_segment(
     n_chunks = max(1, min(64, 4 * _threads()))
     postings_offsets, postings_docs, postings_weights = kernels.invert(offsets, term_ids, weights, n_terms, n_chunks)
     term_scales = None
-    if config.quantization == "uint8":
+    integral_over_a_byte = len(weights) and float(weights.max()) > 255.0 and bool(np.all(weights == np.floor(weights)))
+    if config.quantization == "uint8" and not integral_over_a_byte:
+        # (Counts above 255 would be rounded; such a segment keeps float32 so BM25 stays exact.)
         postings_weights, scales = kernels.quantize_uint8(postings_offsets, postings_weights)
         term_scales = None if bool((scales == 1.0).all()) else scales
     lengths = vectors.lengths if vectors.lengths is not None else np.zeros(len(vectors), np.float32)
@@ -197,7 +211,7 @@ def write_segment(segment: Segment, directory: Path, name: str) -> SegmentInfo:
     path.mkdir(parents=True, exist_ok=False)
     files = {f"{stem}.npy": save_array(path / f"{stem}.npy", a) for stem, a in segment.arrays().items()}
     fsync_files([path / name for name in files])
-    fsync_dir(path)
+    fsync_path(path)
     return SegmentInfo(
         name=name, n_docs=segment.n_docs, n_postings=segment.n_postings, n_terms=segment.n_terms, files=files
     )
@@ -218,8 +232,9 @@ def _load(file: Path, expected: int | None, mmap: bool) -> np.ndarray:
         raise IndexFormatError(f"{file}: unreadable segment file ({e})") from None
 
 
-def open_segment(directory: Path, info: SegmentInfo, mmap: bool = True) -> Segment:
-    """Open a segment, checking every file against the size recorded in the manifest."""
+def open_segment(directory: Path, info: SegmentInfo, mmap: bool = True,
+                 deletes_size: int | None = None) -> Segment:
+    """Open a segment (and its deletion mask), checking every file against the manifest's sizes."""
     path = directory / info.name
     stems = {f[: -len(".npy")] for f in info.files}
     missing = [n for n in REQUIRED_ARRAYS if n not in stems]
@@ -231,7 +246,13 @@ def open_segment(directory: Path, info: SegmentInfo, mmap: bool = True) -> Segme
         if stem.startswith("field.") and stem.endswith(".offsets"):
             _, name, kind, _ = stem.split(".")
             fields[name] = StoredField(arrays[stem], arrays[f"field.{name}.{kind}.data"], kind == "json")
-    segment = Segment(**{n: arrays[n] for n in REQUIRED_ARRAYS}, term_scales=arrays.get("term_scales"), fields=fields)
+    deleted = None
+    if info.deletes:
+        deleted = np.asarray(_load(directory / info.deletes, deletes_size, mmap=False), np.uint8)
+        if len(deleted) != info.n_docs:
+            raise IndexFormatError(f"{directory / info.deletes}: deletion mask does not match its segment")
+    segment = Segment(**{n: arrays[n] for n in REQUIRED_ARRAYS}, term_scales=arrays.get("term_scales"), fields=fields,
+                      deleted=deleted)
     if segment.n_docs != info.n_docs or segment.n_postings != info.n_postings:
         raise IndexFormatError(f"{path}: segment contents disagree with the manifest (index is corrupt)")
     return segment

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory by path (a directory's fsync makes renames in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -35,16 +36,8 @@ def save_array(path: Path, array: np.ndarray) -> int:
 
 def fsync_files(paths: list[Path]) -> None:
     """fsync many files at once: concurrent fsyncs share journal commits instead of queueing."""
-
-    def sync(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(paths)))) as pool:
-        list(pool.map(sync, paths))
+        list(pool.map(fsync_path, paths))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -54,7 +47,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -18,11 +18,11 @@ from typing import Callable, Iterator
 
 from sparsearch.errors import IndexExistsError, IndexFormatError, IndexNotFoundError
 from sparsearch.index.manifest import MANIFEST_NAME, Manifest
-from sparsearch.index.storage import fsync_dir, remove_tree_quietly
+from sparsearch.index.storage import fsync_path, remove_tree_quietly
 
 MARKER_NAME = ".sparsearch"
 LOCK_NAME = ".lock"
-_OWN_FILE = re.compile(r"^(seg-\d{6}-\d{3}|[a-z_]+-\d{6}\.[a-z]+|\..+\.tmp)$")
+_OWN_FILE = re.compile(r"^(seg-\d{6}-\d{3}|del-\d{6}-\d{3}\.npy|[a-z_]+-\d{6}\.[a-z]+|\..+\.tmp)$")
 
 
 class WriterLockedError(IndexExistsError):
@@ -64,7 +64,7 @@ def prepare_directory(directory: Path, overwrite: bool) -> Manifest | None:
     marker = directory / MARKER_NAME
     if not marker.exists():
         marker.write_text("sparsearch index directory\n")
-        fsync_dir(directory)
+        fsync_path(directory)
     if (directory / MANIFEST_NAME).exists():
         try:
             return Manifest.read(directory)
