@@ -146,6 +146,30 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
 
 
 @app.command()
+def serve(
+    data_dir: Path = typer.Option(..., "--data-dir", help="Where collections live (created if missing)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="TCP port."),
+    require_key_for_reads: bool = typer.Option(False, help="Ask for the API key on searches and reads too."),
+    flush_docs: int = typer.Option(10_000, help="Buffered documents that trigger a segment flush."),
+    flush_seconds: float = typer.Option(30.0, help="Seconds after which buffered writes are flushed."),
+) -> None:
+    """Run the HTTP service (FastAPI + uvicorn). API key: $SPARSEARCH_API_KEY or $SPARSEARCH_API_KEY_FILE."""
+    try:
+        import uvicorn
+
+        from sparsearch.live import LiveSettings
+        from sparsearch.service.app import create_app
+        from sparsearch.service.settings import ServiceSettings
+    except ImportError as e:
+        _fail(SparsearchError(f"the service needs its extra: pip install 'sparsearch[service]' ({e})"))
+    settings = ServiceSettings.from_env(data_dir, require_key_for_reads=require_key_for_reads,
+                                        live=LiveSettings(flush_docs=flush_docs, flush_seconds=flush_seconds))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def quickstart(
     out: Path = typer.Option(Path("quickstart-index"), help="Where to build the index."),
     query: str = typer.Option("", help="Query to run (defaults to one suited to the corpus)."),

@@ -87,9 +87,9 @@ class Index:
     ) -> "Index":
         """Encode and invert ``documents``; with ``path``, commit the index there atomically.
 
-        ``config=None`` picks 8-bit storage for term-frequency encoders (BM25),
-        which is lossless whenever no term occurs more than 255 times in one
-        document, and float32 otherwise.
+        ``config=None`` picks 8-bit storage for term-frequency encoders (BM25):
+        lossless, since a segment where some term occurs more than 255 times
+        in one document is stored as float32 instead; float32 for the others.
         """
         if encoder is None:
             from sparsearch.retriever.bm25 import BM25Encoder
@@ -125,9 +125,8 @@ class Index:
         bar.close()
         vectors = SparseBatch.concatenate(batches)
         if config is None:
-            integral = encoder.scoring.transform == "saturate"
-            fits = not len(vectors.weights) or float(vectors.weights.max()) <= 255.0
-            config = IndexConfig(quantization="uint8" if integral and fits else "none")
+            # Term frequencies fit a byte exactly (a segment with larger counts keeps float32).
+            config = IndexConfig(quantization="uint8" if encoder.scoring.transform == "saturate" else "none")
         log.info("inverting %d documents, %d postings", len(doc_ids), len(vectors.term_ids))
         segment = build_segment(vectors, doc_ids, stored, encoder.n_terms, config)
         index = cls(InvertedIndex([segment], encoder.scoring, config), encoder)
@@ -213,7 +212,7 @@ class Index:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Queue deletions for the next :meth:`commit`; returns how many ids exist (indexed or queued)."""
-        live = self._live_ids()
+        live = self.live_ids()
         n = 0
         for doc_id in ids:
             found = self._pending.pop(doc_id, None) is not None
@@ -231,7 +230,7 @@ class Index:
         """
         if not self._pending and not self._pending_deletes:
             return
-        live = self._live_ids()
+        live = self.live_ids()
         replaced = self._pending_deletes | {d for d in self._pending if d in live}
         masks = [None if seg.deleted is None else np.array(seg.deleted) for seg in self.inverted.segments]
         changed = [False] * len(masks)
@@ -262,8 +261,8 @@ class Index:
         self._external_ids = None
         self._live = None
 
-    def _live_ids(self) -> dict[str, tuple[int, int]]:
-        """External id -> (segment, local id) of every live document (built on first use)."""
+    def live_ids(self) -> dict[str, tuple[int, int]]:
+        """External id -> (segment, local id) of every committed live document (built on first use)."""
         if self._live is None:
             live: dict[str, tuple[int, int]] = {}
             for i, seg in enumerate(self.inverted.segments):
@@ -277,7 +276,7 @@ class Index:
 
     def get(self, doc_id: str) -> dict[str, Any] | None:
         """Stored fields of a live document, or ``None``."""
-        where = self._live_ids().get(doc_id)
+        where = self.live_ids().get(doc_id)
         if where is None:
             return None
         return self.inverted.segments[where[0]].stored(where[1])

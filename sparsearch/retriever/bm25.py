@@ -46,6 +46,8 @@ class BM25Config:
 
 
 _WORKER_ANALYZER: LuceneEnglishAnalyzer | None = None
+# Below this many chunks (about 3,000 documents at the default chunk size) a pool costs more than it saves.
+_MIN_PARALLEL_CHUNKS = 3
 
 
 def _analyze_chunk(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -144,9 +146,9 @@ class BM25Encoder:
         assigns vocabulary ids, so ids are identical to a sequential build.
         """
         it = iter(chunks)
-        head = list(itertools.islice(it, 2))
-        if workers <= 1 or self._wordpiece is not None or len(head) < 2:
-            # One chunk (or one worker): forking would cost more than it saves.
+        head = list(itertools.islice(it, _MIN_PARALLEL_CHUNKS))
+        if workers <= 1 or self._wordpiece is not None or len(head) < _MIN_PARALLEL_CHUNKS:
+            # A few chunks (or one worker): forking would cost more than it saves.
             for chunk in itertools.chain(head, it):
                 yield self.encode_documents(chunk)
             return

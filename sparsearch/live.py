@@ -1,0 +1,258 @@
+"""A live index: durable single-document writes, searchable at once, while searches run.
+
+Writes go to a write-ahead log (one JSON line per request, fsynced before the
+write is acknowledged) and into an in-memory buffer segment that is rebuilt
+(inverted by the Numba kernels, milliseconds for thousands of documents) and
+published with every write.  Every so often the buffer is flushed: its
+documents become an immutable on-disk segment through the ordinary atomic
+manifest commit, and the log is emptied.  After ``kill -9`` the log is
+replayed on open, so every acknowledged write is back; a torn last line was
+never acknowledged and is dropped.
+
+Readers take one snapshot (committed segments with their deletion masks,
+plus the buffer segment) per search, published by a single reference swap,
+so a search never sees half of a batch.  Collection statistics cover the
+whole snapshot, so scores equal a fresh build's at every moment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from sparsearch.engine import Index
+from sparsearch.errors import IndexFormatError
+from sparsearch.index.config import IndexConfig
+from sparsearch.index.inverted import InvertedIndex
+from sparsearch.index.segment import Segment, build_segment
+from sparsearch.index.storage import fsync_path, write_bytes_atomic
+from sparsearch.protocols import SparseEncoder
+from sparsearch.types import Document, SparseBatch
+
+log = logging.getLogger(__name__)
+
+WAL_NAME = "wal.jsonl"
+INDEX_DIR = "index"
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """When the buffer becomes an on-disk segment: after this many documents or seconds."""
+
+    flush_docs: int = 10_000
+    flush_seconds: float = 30.0
+
+
+@dataclass
+class Snapshot:
+    """What one search sees: an immutable inverted index and the ids of its buffer documents."""
+
+    inverted: InvertedIndex
+    generation: int
+
+
+class LiveIndex:
+    def __init__(self, path: Path, settings: LiveSettings = LiveSettings()) -> None:
+        self.path = Path(path)
+        self.settings = settings
+        self.index = Index.open(self.path / INDEX_DIR)
+        self._lock = threading.RLock()
+        self._buffer: dict[str, tuple[Document, SparseBatch]] = {}
+        self._deleted: set[str] = set()  # committed documents deleted or replaced since the last flush
+        self._last_flush = time.monotonic()
+        self._generation = 0
+        self._replay_wal()
+        self._wal = open(self.path / WAL_NAME, "ab")
+        self._publish()
+
+    # ------------------------------------------------------------ creation
+
+    @classmethod
+    def create(cls, path: Path, encoder: SparseEncoder, config: IndexConfig | None = None,
+               settings: LiveSettings = LiveSettings()) -> "LiveIndex":
+        """An empty live index at ``path`` (which must not exist yet)."""
+        path = Path(path)
+        path.mkdir(parents=True)
+        cfg = config or IndexConfig(stored_fields=("title", "text", "metadata"))
+        Index.build([], path=path / INDEX_DIR, encoder=encoder, config=cfg)
+        (path / WAL_NAME).touch()
+        fsync_path(path)
+        return cls(path, settings)
+
+    # ------------------------------------------------------------ writes
+
+    def upsert(self, documents: Sequence[Document]) -> None:
+        """Add or replace documents; durable (logged and fsynced) when this returns."""
+        with self._lock:
+            self._log({"op": "upsert", "docs": [_doc_to_json(d) for d in documents]})
+            self._apply_upsert(documents)
+            self._publish()
+            self._maybe_flush()
+
+    def delete(self, ids: Iterable[str]) -> list[str]:
+        """Delete documents by id; returns the ids that existed. Durable when this returns."""
+        with self._lock:
+            found = [i for i in dict.fromkeys(ids) if self._exists(i)]
+            if found:
+                self._log({"op": "delete", "ids": found})
+                self._apply_delete(found)
+                self._publish()
+            return found
+
+    def _exists(self, doc_id: str) -> bool:
+        if doc_id in self._buffer:
+            return True
+        return doc_id not in self._deleted and doc_id in self.index.live_ids()
+
+    def _apply_upsert(self, documents: Sequence[Document]) -> None:
+        batch = self.index.encoder.encode_documents(list(documents))
+        for i, doc in enumerate(documents):
+            lo, hi = batch.offsets[i], batch.offsets[i + 1]
+            row = SparseBatch(np.array([0, hi - lo]), batch.term_ids[lo:hi], batch.weights[lo:hi],
+                              None if batch.lengths is None else batch.lengths[i : i + 1])
+            self._buffer.pop(doc.doc_id, None)  # re-adding moves it to the end, as a fresh build would order it
+            self._buffer[doc.doc_id] = (doc, row)
+            if doc.doc_id in self.index.live_ids():
+                self._deleted.add(doc.doc_id)
+
+    def _apply_delete(self, ids: Sequence[str]) -> None:
+        for doc_id in ids:
+            self._buffer.pop(doc_id, None)
+            if doc_id in self.index.live_ids():
+                self._deleted.add(doc_id)
+
+    # ------------------------------------------------------------ log
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self._wal.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+        self._wal.flush()
+        os.fsync(self._wal.fileno())
+
+    def _replay_wal(self) -> None:
+        wal = self.path / WAL_NAME
+        if not wal.exists():
+            return
+        data = wal.read_bytes()
+        lines = data.split(b"\n")
+        complete, torn = lines[:-1], lines[-1]
+        if torn:
+            log.warning("%s: dropping a torn last record (%d bytes) never acknowledged", wal, len(torn))
+            write_bytes_atomic(wal, b"\n".join(complete) + (b"\n" if complete else b""))
+        for n, line in enumerate(complete, start=1):
+            try:
+                record = json.loads(line)
+                if record["op"] == "upsert":
+                    self._apply_upsert([_doc_from_json(d) for d in record["docs"]])
+                elif record["op"] == "delete":
+                    self._apply_delete(record["ids"])
+                else:
+                    raise ValueError(f"unknown op {record['op']!r}")
+            except (ValueError, KeyError, TypeError) as e:
+                raise IndexFormatError(f"{wal}:{n}: corrupt write-ahead log record ({e})") from None
+
+    # ------------------------------------------------------------ flush
+
+    def _maybe_flush(self) -> None:
+        if len(self._buffer) >= self.settings.flush_docs or (
+            (self._buffer or self._deleted) and time.monotonic() - self._last_flush >= self.settings.flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Make the buffer an on-disk segment (atomic manifest commit), then empty the log."""
+        with self._lock:
+            if self._buffer or self._deleted:
+                self.index.delete(self._deleted)
+                self.index.add(doc for doc, _ in self._buffer.values())
+                self.index.commit()
+                self._buffer = {}
+                self._deleted = set()
+                self._publish()
+            write_bytes_atomic(self.path / WAL_NAME, b"")
+            self._wal.close()
+            self._wal = open(self.path / WAL_NAME, "ab")
+            self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        self._wal.close()
+
+    # ------------------------------------------------------------ snapshots and reads
+
+    def _publish(self) -> None:
+        base = self.index.inverted
+        live = self.index.live_ids()
+        masks = [None if s.deleted is None else np.array(s.deleted) for s in base.segments]
+        for doc_id in self._deleted:
+            i, local = live[doc_id]
+            if masks[i] is None:
+                masks[i] = np.zeros(base.segments[i].n_docs, np.uint8)
+            masks[i][local] = 1
+        segments = [s.with_deletes(m) for s, m in zip(base.segments, masks)]
+        if self._buffer:
+            docs = [d for d, _ in self._buffer.values()]
+            vectors = SparseBatch.concatenate([v for _, v in self._buffer.values()])
+            cfg = base.config
+            fields = [{f: v for f, v in (("title", d.title), ("text", d.text), ("metadata", d.metadata)) if v}
+                      for d in docs]
+            segments.append(build_segment(vectors, [d.doc_id for d in docs], fields, self.index.encoder.n_terms, cfg))
+        self._generation += 1
+        self._snapshot = Snapshot(InvertedIndex(segments, base.scoring, base.config), self._generation)
+
+    @property
+    def n_docs(self) -> int:
+        return self._snapshot.inverted.n_docs
+
+    @property
+    def n_segments(self) -> int:
+        return len(self._snapshot.inverted.segments)
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            if doc_id in self._buffer:
+                d = self._buffer[doc_id][0]
+                return {"title": d.title, "text": d.text, "metadata": d.metadata}
+            if doc_id in self._deleted:
+                return None
+            return self.index.get(doc_id)
+
+    def search(self, query: str, k: int, filter: dict[str, Any] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
+        """Top-k ``(id, score, stored fields)``; ``filter`` keeps documents whose metadata has those values."""
+        snap = self._snapshot.inverted
+        queries = self.index.encoder.encode_queries([query], snap.stats)
+        n = snap.n_docs
+        fetch = k if not filter else min(max(k * 10, 100), max(n, 1))
+        while True:
+            top = snap.search(queries, fetch, threads=1)
+            internal, scores = top.row(0)
+            hits = []
+            for d, s in zip(internal.tolist(), scores.tolist()):
+                fields = snap.stored_fields(d)
+                if filter and not _matches(fields.get("metadata") or {}, filter):
+                    continue
+                hits.append((snap.external_ids(np.array([d]))[0], s, fields))
+                if len(hits) == k:
+                    return hits
+            if not filter or fetch >= n or len(internal) < fetch:
+                return hits
+            fetch = min(fetch * 4, n)
+
+
+def _matches(metadata: dict[str, Any], filter: dict[str, Any]) -> bool:
+    return all(metadata.get(key) == value for key, value in filter.items())
+
+
+def _doc_to_json(doc: Document) -> dict[str, Any]:
+    return {"_id": doc.doc_id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
+
+
+def _doc_from_json(obj: dict[str, Any]) -> Document:
+    return Document(obj["_id"], obj.get("title", ""), obj.get("text", ""), obj.get("metadata") or {})

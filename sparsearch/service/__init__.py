@@ -1,0 +1,1 @@
+"""The HTTP service: named collections, durable writes, search (``sparsearch serve``)."""
