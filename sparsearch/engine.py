@@ -23,6 +23,7 @@ from sparsearch.errors import DuplicateIdError
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.inverted import InvertedIndex, TopK
 from sparsearch.index.manifest import Manifest, SegmentInfo
+from sparsearch.index.merge import MergePolicy, merge_segments, plan_merge
 from sparsearch.index.segment import Segment, build_segment, write_segment
 from sparsearch.index.storage import directory_bytes, fsync_files, save_array, write_bytes
 from sparsearch.index.writer import (
@@ -67,7 +68,6 @@ class Index:
         self.inverted = inverted
         self.encoder = encoder
         self.path = path
-        self._external_ids: list[str] | None = None
         self._live: dict[str, tuple[int, int]] | None = None
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
@@ -142,35 +142,35 @@ class Index:
             # Leftovers of a crashed write are unreferenced: sweep them first.
             collect_garbage(directory, previous or Manifest(0, {}, {}, {}, []))
             generation = (previous.generation + 1) if previous else 1
-            self.inverted = self._write_generation(directory, generation, self.inverted.segments, [])
+            self.inverted = self._write_generation(directory, generation,
+                                                   [(None, seg, False) for seg in self.inverted.segments])
         self.path = directory
 
-    def _write_generation(self, directory: Path, generation: int, new_segments: Sequence[Segment],
-                          kept: Sequence[tuple[SegmentInfo, Segment, bool]]) -> InvertedIndex:
+    def _write_generation(self, directory: Path, generation: int,
+                          parts: Sequence[tuple[SegmentInfo | None, Segment, bool]]) -> InvertedIndex:
         """Write one generation and commit it; returns the snapshot it describes.
 
-        ``kept`` segments are already on disk: ``(info, segment, mask_changed)``,
-        and only a changed deletion mask is written anew; ``new_segments`` are
-        written whole.
+        ``parts`` lists the segments in order as ``(info, segment, mask_changed)``:
+        with an ``info`` the segment is already on disk and only a changed
+        deletion mask is written anew; without one it is written whole.
         """
         name = generation_names(generation)
         files: dict[str, int] = {}
         infos: list[SegmentInfo] = []
         segments: list[Segment] = []
-        for i, (old, seg, mask_changed) in enumerate(kept):
-            info = dataclasses.replace(old)
+        n_new = 0
+        for i, (old, seg, mask_changed) in enumerate(parts):
+            if old is None:
+                info = write_segment(seg, directory, name("seg", n_new))
+                n_new += 1
+                mask_changed = seg.deleted is not None and bool(seg.deleted.any())
+            else:
+                info = dataclasses.replace(old)
             if mask_changed and seg.deleted is not None:
                 info.deletes = f"del-{generation:06d}-{i:03d}.npy"
                 save_array(directory / info.deletes, seg.deleted)
             if info.deletes:
                 files[info.deletes] = (directory / info.deletes).stat().st_size
-            infos.append(info)
-            segments.append(seg)
-        for j, seg in enumerate(new_segments):
-            info = write_segment(seg, directory, name("seg", j))
-            if seg.deleted is not None and seg.deleted.any():
-                info.deletes = f"del-{generation:06d}-{len(kept) + j:03d}.npy"
-                files[info.deletes] = save_array(directory / info.deletes, seg.deleted)
             infos.append(info)
             segments.append(seg)
         fsync_files([directory / f for f in files])
@@ -255,11 +255,44 @@ class Index:
             with writer_lock(self.path):
                 generation = (previous.generation if previous else 0) + 1
                 infos = previous.segments if previous else []
-                self.inverted = self._write_generation(self.path, generation, new, list(zip(infos, kept, changed)))
+                parts = list(zip(infos, kept, changed)) + [(None, seg, False) for seg in new]
+                self.inverted = self._write_generation(self.path, generation, parts)
         self._pending = {}
         self._pending_deletes = set()
-        self._external_ids = None
         self._live = None
+
+    def merge(self, policy: MergePolicy | None = None) -> bool:
+        """Run the one merge ``policy`` asks for next, if any; returns whether one ran.
+
+        The merged segment takes the place of the first segment it replaces.
+        Searches running meanwhile keep their snapshot; scores are unchanged
+        because statistics are collection-wide.
+        """
+        if self._pending or self._pending_deletes:
+            raise RuntimeError("commit pending changes before merging")
+        segments = self.inverted.segments
+        live = [int(s.live_mask().sum()) for s in segments]
+        chosen = plan_merge(live, [s.n_docs - n for s, n in zip(segments, live)], policy or MergePolicy())
+        if not chosen:
+            return False
+        merged = merge_segments([segments[i] for i in chosen], self.encoder.n_terms, self.inverted.config)
+        infos: list[SegmentInfo | None] = (list(self.inverted.manifest.segments) if self.inverted.manifest
+                                           else [None] * len(segments))
+        parts: list[tuple[SegmentInfo | None, Segment, bool]] = []
+        for i, seg in enumerate(segments):
+            if i == chosen[0]:
+                if merged.n_docs:
+                    parts.append((None, merged, False))
+            elif i not in chosen:
+                parts.append((infos[i], seg, False))
+        if self.path is None:
+            self.inverted = InvertedIndex([seg for _, seg, _ in parts], self.inverted.scoring, self.inverted.config)
+        else:
+            with writer_lock(self.path):
+                generation = self.inverted.manifest.generation + 1 if self.inverted.manifest else 1
+                self.inverted = self._write_generation(self.path, generation, parts)
+        self._live = None
+        return True
 
     def live_ids(self) -> dict[str, tuple[int, int]]:
         """External id -> (segment, local id) of every committed live document (built on first use)."""
@@ -313,28 +346,12 @@ class Index:
         return self._hits(self.inverted.search(self.encode_queries(queries), k, threads=threads))
 
     def _hits(self, top: TopK) -> list[Hits]:
-        resolve = self._resolve_id
+        resolve = self.inverted.resolve_ids  # bound to this snapshot: ids stay right after later commits
         out = []
         for q in range(len(top.counts)):
             internal, scores = top.row(q)
             out.append(Hits(None, scores, internal, resolve))
         return out
-
-    def _resolve_id(self, internal_ids: np.ndarray) -> list[str]:
-        """External ids of internal ids: from the decoded table once built, else straight from disk."""
-        if self._external_ids is None and len(internal_ids) <= 64:
-            return self.inverted.external_ids(internal_ids)
-        return list(map(self.external_ids.__getitem__, internal_ids.tolist()))
-
-    @property
-    def external_ids(self) -> list[str]:
-        """External id of every internal id (decoded once, on first use)."""
-        if self._external_ids is None:
-            ids: list[str] = []
-            for seg in self.inverted.segments:
-                ids.extend(np.char.decode(np.asarray(seg.doc_ids), "utf-8").tolist())
-            self._external_ids = ids
-        return self._external_ids
 
     def stored_fields(self, internal_id: int) -> dict[str, Any]:
         return self.inverted.stored_fields(internal_id)

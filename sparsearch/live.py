@@ -32,6 +32,7 @@ from sparsearch.engine import Index
 from sparsearch.errors import IndexFormatError
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.inverted import InvertedIndex
+from sparsearch.index.merge import MergePolicy
 from sparsearch.index.segment import Segment, build_segment
 from sparsearch.index.storage import fsync_path, write_bytes_atomic
 from sparsearch.protocols import SparseEncoder
@@ -45,10 +46,11 @@ INDEX_DIR = "index"
 
 @dataclass(frozen=True)
 class LiveSettings:
-    """When the buffer becomes an on-disk segment: after this many documents or seconds."""
+    """When the buffer becomes an on-disk segment (after this many documents or seconds), and merging."""
 
     flush_docs: int = 10_000
     flush_seconds: float = 30.0
+    merge: MergePolicy = MergePolicy()
 
 
 @dataclass
@@ -72,6 +74,19 @@ class LiveIndex:
         self._replay_wal()
         self._wal = open(self.path / WAL_NAME, "ab")
         self._publish()
+        self._closed = threading.Event()
+        self._timer = threading.Thread(target=self._flush_when_due, name=f"flush-{self.path.name}", daemon=True)
+        self._timer.start()
+
+    def _flush_when_due(self) -> None:
+        """Background flushing: buffered writes reach a segment within ``flush_seconds`` even when idle."""
+        while not self._closed.wait(min(1.0, self.settings.flush_seconds)):
+            try:
+                with self._lock:
+                    if not self._closed.is_set():
+                        self._maybe_flush()
+            except Exception:  # pragma: no cover - logged; the log still holds every write
+                log.exception("background flush of %s failed", self.path)
 
     # ------------------------------------------------------------ creation
 
@@ -175,6 +190,8 @@ class LiveIndex:
                 self.index.commit()
                 self._buffer = {}
                 self._deleted = set()
+                while self.index.merge(self.settings.merge):
+                    pass
                 self._publish()
             write_bytes_atomic(self.path / WAL_NAME, b"")
             self._wal.close()
@@ -182,6 +199,8 @@ class LiveIndex:
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
+        self._closed.set()
+        self._timer.join()
         self.flush()
         self._wal.close()
 

@@ -58,6 +58,7 @@ class InvertedIndex:
         self._stats = self._collection_stats()
         self._local = threading.local()
         self._bound_cache: dict[int, np.ndarray] = {}
+        self._id_table: list[str] | None = None
 
     # ------------------------------------------------------------ opening
 
@@ -199,6 +200,17 @@ class InvertedIndex:
     def locate(self, internal_id: int) -> tuple[Segment, int]:
         i = int(np.searchsorted(self.bases, internal_id, side="right")) - 1
         return self.segments[i], int(internal_id - self.bases[i])
+
+    def resolve_ids(self, internal_ids: np.ndarray) -> list[str]:
+        """External ids of internal ids: straight from the segments for a few, via a decoded table for many."""
+        if self._id_table is None and len(internal_ids) <= 64:
+            return self.external_ids(internal_ids)
+        if self._id_table is None:
+            table: list[str] = []
+            for seg in self.segments:
+                table.extend(np.char.decode(np.asarray(seg.doc_ids), "utf-8").tolist())
+            self._id_table = table
+        return list(map(self._id_table.__getitem__, internal_ids.tolist()))
 
     def external_ids(self, internal_ids: np.ndarray) -> list[str]:
         out = []

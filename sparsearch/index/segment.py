@@ -110,6 +110,10 @@ class Segment:
             return np.diff(self.postings_offsets)
         return kernels.live_doc_freq(self.postings_offsets, self.postings_docs, self.deleted)
 
+    def doc_freq_all(self) -> np.ndarray:
+        """Postings per term, deleted documents included (the CSR row lengths)."""
+        return np.diff(self.postings_offsets)
+
     def live_mask(self) -> np.ndarray:
         return np.ones(self.n_docs, bool) if self.deleted is None else self.deleted == 0
 

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparsearch import Document, Index
+from sparsearch.index.merge import MergePolicy, plan_merge
 from sparsearch.types import Hits
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda", "sigma"]
@@ -25,6 +26,7 @@ operations = st.lists(
         st.tuples(st.just("add"), st.integers(0, 15), texts),
         st.tuples(st.just("delete"), st.integers(0, 15), st.just([])),
         st.tuples(st.just("commit"), st.just(0), st.just([])),
+        st.tuples(st.just("merge"), st.just(0), st.just([])),
     ),
     min_size=1,
     max_size=25,
@@ -48,6 +50,10 @@ def replay(index: Index, ops: list, final: dict[str, Document]) -> None:
         elif op == "delete":
             index.delete([doc_id])
             final.pop(doc_id, None)
+        elif op == "merge":
+            index.commit()
+            while index.merge(MergePolicy(merge_factor=2, max_deleted_fraction=0.2)):
+                pass
         else:
             index.commit()
     index.commit()
@@ -100,3 +106,33 @@ def test_upsert_replaces_and_get_returns_stored_fields(tmp_path: Path) -> None:
     reopened = Index.open(tmp_path / "i")
     assert reopened.n_docs == 1 and reopened.search("beta", 5).ids == []
     np.testing.assert_array_equal(reopened.search("gamma", 5).scores, index.search("gamma", 5).scores)
+
+
+def test_merge_plan_is_tiered() -> None:
+    policy = MergePolicy(merge_factor=4, max_deleted_fraction=0.3)
+    assert plan_merge([1000, 10, 12, 9], [0, 0, 0, 0], policy) == []
+    assert plan_merge([1000, 10, 12, 9, 11], [0] * 5, policy) == [1, 2, 3, 4]
+    assert plan_merge([1000, 10], [600, 0], policy) == [0]  # 37.5 % deleted: rewrite to reclaim space
+    assert plan_merge([0, 10, 0], [3, 0, 0], policy) == [0, 2]  # no live documents: dropped first
+    assert plan_merge([0], [0], policy) == []
+
+
+def test_merging_keeps_scores_and_shrinks_segments(tmp_path: Path) -> None:
+    index = Index.build([doc("d0", [0, 1, 2])], path=tmp_path / "m")
+    for i in range(1, 9):
+        index.add([doc(f"d{i}", [i % 10, (i * 3) % 10, 1])])
+        index.commit()
+    index.delete(["d3"])
+    index.commit()
+    before = index.search_batch(QUERIES, 20)
+    assert len(index.inverted.segments) == 9
+    merged = 0
+    while index.merge(MergePolicy(merge_factor=4)):
+        merged += 1
+    assert merged == 2 and len(index.inverted.segments) == 1  # the emptied segment dropped, then one tier merge
+    assert_same_scores(before, index.search_batch(QUERIES, 20))
+    reopened = Index.open(tmp_path / "m")
+    assert_same_scores(before, reopened.search_batch(QUERIES, 20))
+    assert reopened.n_docs == 8 and reopened.get("d3") is None
+    on_disk = sorted(p.name for p in (tmp_path / "m").iterdir() if p.name.startswith("seg-"))
+    assert len(on_disk) == len(reopened.inverted.segments)
