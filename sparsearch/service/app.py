@@ -84,7 +84,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        holder["store"] = CollectionStore(settings.data_dir, settings.live)
+        store()
         if settings.api_key is None:
             log.warning("no API key configured (SPARSEARCH_API_KEY): writes are open to anyone who can connect")
         try:
@@ -97,6 +97,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     def store() -> CollectionStore:
+        # Opened by the lifespan hook; lazily for ASGI drivers that skip lifespan events.
+        if "store" not in holder:
+            holder["store"] = CollectionStore(settings.data_dir, settings.live)
         return holder["store"]
 
     def authorize(request: Request, write: bool) -> None:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _encodable(model: BaseModel) -> BaseModel:
+    """Refuse text that cannot be stored as UTF-8 (unpaired surrogates, which JSON escapes allow)."""
+    try:
+        json.dumps(model.model_dump(), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (found an unpaired surrogate)") from None
+    return model
 
 
 class BM25Params(BaseModel):
@@ -40,6 +51,8 @@ class DocumentIn(BaseModel):
     text: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    _check_encodable = model_validator(mode="after")(_encodable)
+
 
 class DocumentsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,6 +82,8 @@ class SearchIn(BaseModel):
     k: int = Field(10, ge=1)
     filter: dict[str, Any] | None = None
     fields: list[Literal["title", "text", "metadata"]] = Field(default_factory=lambda: ["title"])
+
+    _check_encodable = model_validator(mode="after")(_encodable)
 
 
 class Hit(BaseModel):
