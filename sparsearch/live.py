@@ -1,7 +1,7 @@
 """A live index: durable single-document writes, searchable at once, while searches run.
 
 Writes go to a write-ahead log (one JSON line per request, fsynced before the
-write is acknowledged) and into an in-memory buffer segment that is rebuilt
+write is acknowledged; concurrent writers share fsyncs, a group commit) and into an in-memory buffer segment that is rebuilt
 (inverted by the Numba kernels, milliseconds for thousands of documents) and
 published with every write.  Every so often the buffer is flushed: its
 documents become an immutable on-disk segment through the ordinary atomic
@@ -41,6 +41,7 @@ from sparsearch.types import Document, SparseBatch
 log = logging.getLogger(__name__)
 
 WAL_NAME = "wal.jsonl"
+MAX_BUFFER_PARTS = 16
 INDEX_DIR = "index"
 
 
@@ -68,11 +69,19 @@ class LiveIndex:
         self.index = Index.open(self.path / INDEX_DIR)
         self._lock = threading.RLock()
         self._buffer: dict[str, tuple[Document, SparseBatch]] = {}
+        # The buffer is searchable as small in-memory segments, one per write, with mutable
+        # deletion masks; a write costs O(its own documents), and the parts are consolidated
+        # into one when they pile up.
+        self._parts: list[tuple[Segment, np.ndarray]] = []
+        self._where: dict[str, tuple[int, int]] = {}
         self._deleted: set[str] = set()  # committed documents deleted or replaced since the last flush
         self._last_flush = time.monotonic()
         self._generation = 0
         self._replay_wal()
         self._wal = open(self.path / WAL_NAME, "ab")
+        self._sync_lock = threading.Lock()
+        self._epoch = 0
+        self._appended = self._synced = 0
         self._publish()
         self._closed = threading.Event()
         self._timer = threading.Thread(target=self._flush_when_due, name=f"flush-{self.path.name}", daemon=True)
@@ -107,20 +116,23 @@ class LiveIndex:
     def upsert(self, documents: Sequence[Document]) -> None:
         """Add or replace documents; durable (logged and fsynced) when this returns."""
         with self._lock:
-            self._log({"op": "upsert", "docs": [_doc_to_json(d) for d in documents]})
+            ticket = self._log({"op": "upsert", "docs": [_doc_to_json(d) for d in documents]})
             self._apply_upsert(documents)
             self._publish()
             self._maybe_flush()
+        self._sync(ticket)
 
     def delete(self, ids: Iterable[str]) -> list[str]:
         """Delete documents by id; returns the ids that existed. Durable when this returns."""
         with self._lock:
             found = [i for i in dict.fromkeys(ids) if self._exists(i)]
-            if found:
-                self._log({"op": "delete", "ids": found})
-                self._apply_delete(found)
-                self._publish()
-            return found
+            if not found:
+                return found
+            ticket = self._log({"op": "delete", "ids": found})
+            self._apply_delete(found)
+            self._publish()
+        self._sync(ticket)
+        return found
 
     def _exists(self, doc_id: str) -> bool:
         if doc_id in self._buffer:
@@ -128,28 +140,74 @@ class LiveIndex:
         return doc_id not in self._deleted and doc_id in self.index.live_ids()
 
     def _apply_upsert(self, documents: Sequence[Document]) -> None:
-        batch = self.index.encoder.encode_documents(list(documents))
-        for i, doc in enumerate(documents):
+        docs = list({d.doc_id: d for d in documents}.values())  # a repeated id within one batch: last wins
+        batch = self.index.encoder.encode_documents(docs)
+        live = self.index.live_ids()
+        for i, doc in enumerate(docs):
             lo, hi = batch.offsets[i], batch.offsets[i + 1]
             row = SparseBatch(np.array([0, hi - lo]), batch.term_ids[lo:hi], batch.weights[lo:hi],
                               None if batch.lengths is None else batch.lengths[i : i + 1])
-            self._buffer.pop(doc.doc_id, None)  # re-adding moves it to the end, as a fresh build would order it
+            self._drop_buffered(doc.doc_id)  # re-adding moves it to the end, as a fresh build would order it
             self._buffer[doc.doc_id] = (doc, row)
-            if doc.doc_id in self.index.live_ids():
+            if doc.doc_id in live:
                 self._deleted.add(doc.doc_id)
+        part = len(self._parts)
+        self._parts.append((self._segment_of(docs, batch), np.zeros(len(docs), np.uint8)))
+        for local, doc in enumerate(docs):
+            self._where[doc.doc_id] = (part, local)
+        if len(self._parts) > MAX_BUFFER_PARTS:
+            self._consolidate()
 
     def _apply_delete(self, ids: Sequence[str]) -> None:
+        live = self.index.live_ids()
         for doc_id in ids:
-            self._buffer.pop(doc_id, None)
-            if doc_id in self.index.live_ids():
+            self._drop_buffered(doc_id)
+            if doc_id in live:
                 self._deleted.add(doc_id)
+
+    def _drop_buffered(self, doc_id: str) -> None:
+        if self._buffer.pop(doc_id, None) is not None:
+            part, local = self._where.pop(doc_id)
+            self._parts[part][1][local] = 1
+
+    def _segment_of(self, docs: Sequence[Document], vectors: SparseBatch) -> Segment:
+        fields = [{f: v for f, v in (("title", d.title), ("text", d.text), ("metadata", d.metadata)) if v}
+                  for d in docs]
+        return build_segment(vectors, [d.doc_id for d in docs], fields, self.index.encoder.n_terms,
+                             self.index.inverted.config)
+
+    def _consolidate(self) -> None:
+        """Rebuild the buffer's parts as one segment (from the kept vectors, no re-encoding)."""
+        self._parts, self._where = [], {}
+        if self._buffer:
+            docs = [d for d, _ in self._buffer.values()]
+            vectors = SparseBatch.concatenate([v for _, v in self._buffer.values()])
+            self._parts.append((self._segment_of(docs, vectors), np.zeros(len(docs), np.uint8)))
+            self._where = {d.doc_id: (0, i) for i, d in enumerate(docs)}
 
     # ------------------------------------------------------------ log
 
-    def _log(self, record: dict[str, Any]) -> None:
+    def _log(self, record: dict[str, Any]) -> tuple[int, int]:
+        """Append a record (under the write lock, so log order is apply order); returns its sync ticket."""
         self._wal.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
         self._wal.flush()
-        os.fsync(self._wal.fileno())
+        self._appended += 1
+        return self._epoch, self._appended
+
+    def _sync(self, ticket: tuple[int, int]) -> None:
+        """Group commit: one fsync makes every record appended so far durable, for all waiting writers.
+
+        Runs outside the write lock, so writers queue on the disk together
+        instead of one after another.  A record whose log was already emptied
+        by a flush (a newer epoch) is durable in a committed segment.
+        """
+        epoch, n = ticket
+        with self._sync_lock:
+            if self._epoch != epoch or self._synced >= n:
+                return
+            target = self._appended
+            os.fsync(self._wal.fileno())
+            self._synced = target
 
     def _replay_wal(self) -> None:
         wal = self.path / WAL_NAME
@@ -189,13 +247,17 @@ class LiveIndex:
                 self.index.add(doc for doc, _ in self._buffer.values())
                 self.index.commit()
                 self._buffer = {}
+                self._parts, self._where = [], {}
                 self._deleted = set()
                 while self.index.merge(self.settings.merge):
                     pass
                 self._publish()
-            write_bytes_atomic(self.path / WAL_NAME, b"")
-            self._wal.close()
-            self._wal = open(self.path / WAL_NAME, "ab")
+            with self._sync_lock:
+                write_bytes_atomic(self.path / WAL_NAME, b"")
+                self._wal.close()
+                self._wal = open(self.path / WAL_NAME, "ab")
+                self._epoch += 1
+                self._appended = self._synced = 0
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
@@ -216,13 +278,8 @@ class LiveIndex:
                 masks[i] = np.zeros(base.segments[i].n_docs, np.uint8)
             masks[i][local] = 1
         segments = [s.with_deletes(m) for s, m in zip(base.segments, masks)]
-        if self._buffer:
-            docs = [d for d, _ in self._buffer.values()]
-            vectors = SparseBatch.concatenate([v for _, v in self._buffer.values()])
-            cfg = base.config
-            fields = [{f: v for f, v in (("title", d.title), ("text", d.text), ("metadata", d.metadata)) if v}
-                      for d in docs]
-            segments.append(build_segment(vectors, [d.doc_id for d in docs], fields, self.index.encoder.n_terms, cfg))
+        for part, mask in self._parts:
+            segments.append(part.with_deletes(mask.copy() if mask.any() else None))
         self._generation += 1
         self._snapshot = Snapshot(InvertedIndex(segments, base.scoring, base.config), self._generation)
 

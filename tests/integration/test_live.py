@@ -45,3 +45,24 @@ def test_log_replay_after_crash_and_torn_record(tmp_path: Path) -> None:
     assert again.get("a2") == {"title": "t2", "text": "common words a item2", "metadata": {"g": 0}}
     again.close()
     assert Index.open(tmp_path / "c" / "index").n_docs == 2
+
+
+def test_many_small_writes_consolidate_and_match_a_fresh_build(tmp_path: Path) -> None:
+    live = LiveIndex.create(tmp_path / "c", BM25Encoder(), settings=LiveSettings(flush_docs=10_000))
+    final: dict[str, Document] = {}
+    for i in range(40):  # more writes than MAX_BUFFER_PARTS: the parts get consolidated
+        d = Document(f"d{i % 13}", "", f"word{i % 5} shared term{i % 7} and more {i}")
+        live.upsert([d])
+        final.pop(d.doc_id, None)
+        final[d.doc_id] = d
+        if i % 9 == 8:
+            live.delete([f"d{(i + 3) % 13}"])
+            final.pop(f"d{(i + 3) % 13}", None)
+    assert live.n_docs == len(final)
+    fresh = Index.build(list(final.values()))
+    for q in ("shared", "word3 term2", "more 17", "word1"):
+        got = {i: s for i, s, _ in live.search(q, 20)}
+        want = fresh.search(q, 20).as_dict()
+        assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-5 for k in got)
+    live.close()
+    assert Index.open(tmp_path / "c" / "index").n_docs == len(final)
