@@ -135,6 +135,56 @@ def eval_command(
 
 
 @app.command()
+def add(
+    index_dir: Path = typer.Argument(..., help="Existing index directory."),
+    corpus: Path = typer.Argument(..., help="corpus.jsonl (or BEIR folder) of documents to add or replace."),
+) -> None:
+    """Add documents to an index (an existing id is replaced), committed atomically."""
+    from sparsearch.corpus import read_corpus
+    from sparsearch.engine import Index
+
+    try:
+        idx = Index.open(index_dir)
+        n = idx.add(read_corpus(corpus))
+        idx.commit()
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"added {n} documents; {idx.n_docs} in the index, {len(idx.inverted.segments)} segments")
+
+
+@app.command()
+def delete(
+    index_dir: Path = typer.Argument(..., help="Existing index directory."),
+    ids: list[str] = typer.Argument(..., help="Document ids to delete."),
+) -> None:
+    """Delete documents by id, committed atomically."""
+    from sparsearch.engine import Index
+
+    try:
+        idx = Index.open(index_dir)
+        found = idx.delete(ids)
+        idx.commit()
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"deleted {found} of {len(ids)} ids; {idx.n_docs} documents left")
+
+
+@app.command()
+def merge(index_dir: Path = typer.Argument(..., help="Existing index directory.")) -> None:
+    """Run the tiered merge policy until it has nothing left to merge."""
+    from sparsearch.engine import Index
+
+    try:
+        idx = Index.open(index_dir)
+        n = 0
+        while idx.merge():
+            n += 1
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"{n} merges; {len(idx.inverted.segments)} segments")
+
+
+@app.command()
 def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
     """Print index statistics as JSON."""
     from sparsearch.engine import Index

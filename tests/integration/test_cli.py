@@ -148,3 +148,21 @@ def test_empty_query_prints_no_hits(tmp_path: Path) -> None:
 def test_missing_corpus(tmp_path: Path) -> None:
     r = cli("index", tmp_path / "nope.jsonl", "--out", tmp_path / "idx")
     assert r.exit_code == 2 and "no such corpus file" in r.output
+
+
+def test_add_delete_merge_commands(tmp_path: Path) -> None:
+    first = write_corpus(tmp_path / "a.jsonl", [GOOD, json.dumps({"_id": "b", "text": "second text"})])
+    more = write_corpus(tmp_path / "b.jsonl", [json.dumps({"_id": "a", "text": "replaced words"}),
+                                               json.dumps({"_id": "c", "text": "third text"})])
+    assert cli("index", first, "--out", tmp_path / "idx", "--no-progress").exit_code == 0
+    r = cli("add", tmp_path / "idx", more)
+    assert r.exit_code == 0 and "added 2 documents; 3 in the index, 2 segments" in r.output
+    r = cli("delete", tmp_path / "idx", "b", "nope")
+    assert r.exit_code == 0 and "deleted 1 of 2 ids; 2 documents left" in r.output
+    r = cli("merge", tmp_path / "idx")
+    assert r.exit_code == 0 and "1 segments" in r.output
+    idx = Index.open(tmp_path / "idx")
+    assert sorted(idx.search("text words", 5).ids) == ["a", "c"]
+    assert idx.search("good", 5).ids == []
+    r = cli("add", tmp_path / "idx", tmp_path / "missing.jsonl")
+    assert r.exit_code == 2 and "no such corpus file" in r.output
