@@ -300,8 +300,14 @@ class LiveIndex:
                 return None
             return self.index.get(doc_id)
 
-    def search(self, query: str, k: int, filter: dict[str, Any] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
-        """Top-k ``(id, score, stored fields)``; ``filter`` keeps documents whose metadata has those values."""
+    def search(self, query: str, k: int, filter: dict[str, Any] | None = None,
+               fields: Sequence[str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
+        """Top-k ``(id, score, stored fields)``; ``filter`` keeps documents whose metadata has those values.
+
+        ``fields`` names the stored fields to decode (all when ``None``): a
+        search that shows titles does not decode every hit's full text.
+        """
+        wanted = None if fields is None else sorted(set(fields) | ({"metadata"} if filter else set()))
         snap = self._snapshot.inverted
         queries = self.index.encoder.encode_queries([query], snap.stats)
         n = snap.n_docs
@@ -311,10 +317,10 @@ class LiveIndex:
             internal, scores = top.row(0)
             hits = []
             for d, s in zip(internal.tolist(), scores.tolist()):
-                fields = snap.stored_fields(d)
-                if filter and not _matches(fields.get("metadata") or {}, filter):
+                stored = snap.stored_fields(d, wanted)
+                if filter and not _matches(stored.get("metadata") or {}, filter):
                     continue
-                hits.append((snap.external_ids(np.array([d]))[0], s, fields))
+                hits.append((snap.external_ids(np.array([d]))[0], s, stored))
                 if len(hits) == k:
                     return hits
             if not filter or fetch >= n or len(internal) < fetch:

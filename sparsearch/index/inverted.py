@@ -219,9 +219,18 @@ class InvertedIndex:
             out.append(seg.external_id(local))
         return out
 
-    def stored_fields(self, internal_id: int) -> dict[str, Any]:
+    def stored_fields(self, internal_id: int, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Stored fields of a document; ``names`` limits which are decoded."""
         seg, local = self.locate(internal_id)
-        return seg.stored(local)
+        if names is None:
+            return seg.stored(local)
+        out = {}
+        for name in names:
+            field = seg.fields.get(name)
+            value = None if field is None else field.get(local)
+            if value is not None:
+                out[name] = value
+        return out
 
     def nbytes(self) -> int:
         return sum(s.nbytes() for s in self.segments)

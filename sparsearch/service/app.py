@@ -198,17 +198,21 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.post("/collections/{name}/search", response_model=schemas.SearchOut, response_model_by_alias=True,
               dependencies=[Depends(reader)])
-    def search(name: str, body: schemas.SearchIn) -> schemas.SearchOut:
+    def search(name: str, body: schemas.SearchIn) -> Response:
         if len(body.query) > settings.max_query_chars:
             raise HTTPException(status_code=422, detail=f"query of {len(body.query)} characters exceeds "
                                                         f"max_query_chars={settings.max_query_chars}")
         if body.k > settings.max_k:
             raise HTTPException(status_code=422, detail=f"k={body.k} exceeds max_k={settings.max_k}")
-        hits = store().get(name).search(body.query, body.k, body.filter)
+        hits = store().get(name).search(body.query, body.k, body.filter, body.fields)
         out = []
-        for doc_id, score, fields in hits:
-            extra = {f: fields.get(f, {} if f == "metadata" else "") for f in body.fields}
-            out.append(schemas.Hit(id=doc_id, score=score, **extra))
-        return schemas.SearchOut(hits=out)
+        for doc_id, score, stored in hits:
+            hit: dict[str, Any] = {"_id": doc_id, "score": score}
+            for f in body.fields:
+                hit[f] = stored.get(f, {} if f == "metadata" else "")
+            out.append(hit)
+        # Built directly (the schema above documents it): validating every hit again would cost
+        # more than the search itself.
+        return JSONResponse({"hits": out})
 
     return app
