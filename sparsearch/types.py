@@ -171,8 +171,3 @@ class Hits:
 
     def as_dict(self) -> dict[str, float]:
         return {d: float(s) for d, s in zip(self.ids, self.scores)}
-
-
-def results_to_run(query_ids: Sequence[str], results: Sequence[Hits]) -> dict[str, dict[str, float]]:
-    """Turn ranked results into the ``{qid: {docid: score}}`` run that pytrec_eval reads."""
-    return {q: h.as_dict() for q, h in zip(query_ids, results)}

@@ -232,8 +232,6 @@ class InvertedIndex:
                 out[name] = value
         return out
 
-    def nbytes(self) -> int:
-        return sum(s.nbytes() for s in self.segments)
 
 
 @contextmanager

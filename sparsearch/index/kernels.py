@@ -136,20 +136,6 @@ def invert(row_offsets, term_ids, weights, n_terms, n_chunks):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def term_max_weights(postings_offsets, weights):
-    """Largest weight of every posting list: the per-term score bound of dynamic pruning."""
-    n_terms = len(postings_offsets) - 1
-    out = np.zeros(n_terms, np.float32)
-    for t in prange(n_terms):
-        m = np.float32(0.0)
-        for p in range(postings_offsets[t], postings_offsets[t + 1]):
-            if weights[p] > m:
-                m = weights[p]
-        out[t] = m
-    return out
-
-
-@njit(parallel=True, cache=True, nogil=True)
 def quantize_uint8(postings_offsets, weights):
     """Quantise weights to 8 bits with one scale per term.
 

@@ -57,8 +57,6 @@ class StoredField:
             offsets = offsets.astype(np.uint32)
         return cls(offsets, np.frombuffer(b"".join(blobs), dtype=np.uint8), is_json)
 
-    def nbytes(self) -> int:
-        return self.offsets.nbytes + self.data.nbytes
 
 
 @dataclass
@@ -74,7 +72,6 @@ class Segment:
     term_scales: np.ndarray | None = None  # float32 [n_terms]: real weight = stored * scale; None = 1
     fields: dict[str, StoredField] = field(default_factory=dict)
     deleted: np.ndarray | None = None  # uint8 [n_docs], 1 = deleted; kept in its own file, outside the segment
-    _term_max: np.ndarray | None = field(default=None, repr=False)
     _ones: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -97,12 +94,6 @@ class Segment:
         if self._ones is None or len(self._ones) != self.n_terms:
             self._ones = np.ones(self.n_terms, np.float32)
         return self._ones
-
-    def term_max(self) -> np.ndarray:
-        """Largest real weight per term (the bound dynamic pruning needs); computed on first use."""
-        if self._term_max is None:
-            self._term_max = kernels.term_max_weights(self.postings_offsets, self.postings_weights) * self.scales
-        return self._term_max
 
     def doc_freq(self) -> np.ndarray:
         """Documents per term, deleted ones excluded."""
@@ -144,8 +135,6 @@ class Segment:
             out[f"field.{name}.{kind}.data"] = f.data
         return out
 
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays().values())
 
 
 def _narrow_lengths(lengths: np.ndarray) -> np.ndarray:
