@@ -133,3 +133,24 @@ def test_writes_survive_restart_and_second_process_is_refused(tmp_path: Path) ->
         assert c.get("/collections/docs").json()["documents"] == 2
         assert c.get("/collections/docs/documents/d3").status_code == 404
         assert c.post("/collections/docs/search", json={"query": "coffee"}).json()["hits"][0]["_id"] == "d2"
+
+
+def test_python_client(tmp_path: Path) -> None:
+    from sparsearch.client import ServiceError, SparsearchClient
+
+    with make_client(tmp_path) as http:
+        client = SparsearchClient(api_key=KEY, http=http)
+        assert client.create_collection("c", k1=1.2, b=0.75)["params"] == {"k1": 1.2, "b": 0.75}
+        assert client.upsert("c", DOCS)["documents"] == 3
+        hits = client.search("c", "coffee heart", k=2, fields=["title", "metadata"])
+        assert hits[0]["_id"] == "d2" and hits[0]["metadata"] == {"lang": "en"}
+        assert client.get("c", "d1")["title"] == "Vitamin D" and client.get("c", "zz") is None
+        assert client.delete("c", "d1") is True and client.delete("c", "d1") is False
+        assert [c["name"] for c in client.collections()] == ["c"] and client.describe("c")["documents"] == 2
+        with pytest.raises(ServiceError) as err:
+            SparsearchClient(http=http).upsert("c", DOCS)  # no key
+        assert err.value.status_code == 401
+        with pytest.raises(ServiceError, match="max_k=1000"):
+            client.search("c", "x", k=5000)
+        client.delete_collection("c")
+        assert client.health()["collections"] == 0

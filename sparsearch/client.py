@@ -1,0 +1,88 @@
+"""A small Python client for ``sparsearch serve`` (httpx).
+
+    client = SparsearchClient("http://127.0.0.1:8000", api_key="...")
+    client.create_collection("docs")
+    client.upsert("docs", [{"_id": "d1", "title": "A", "text": "..."}])
+    client.search("docs", "query", k=10)
+
+Errors the server answers (4xx/5xx) raise :class:`ServiceError` carrying the
+status code and the server's message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sparsearch.errors import MissingDependencyError, SparsearchError
+
+
+class ServiceError(SparsearchError, RuntimeError):
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {detail}")
+
+
+class SparsearchClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None,
+                 timeout: float = 30.0, http: Any = None) -> None:
+        """``http``: an existing ``httpx.Client`` (FastAPI's TestClient in tests) instead of a new one."""
+        if http is None:
+            try:
+                import httpx
+            except ImportError:
+                raise MissingDependencyError("the client needs httpx: pip install 'sparsearch[service]'") from None
+            http = httpx.Client(base_url=base_url, timeout=timeout)
+        self._http = http
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        response = self._http.request(method, path, json=json, headers=self._headers)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ServiceError(response.status_code, detail)
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/healthz")
+
+    def create_collection(self, name: str, encoder: str = "bm25", **params: float) -> dict[str, Any]:
+        return self._call("PUT", f"/collections/{name}", {"encoder": encoder, "params": params})
+
+    def collections(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/collections")["collections"]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/collections/{name}")
+
+    def delete_collection(self, name: str) -> None:
+        self._call("DELETE", f"/collections/{name}")
+
+    def upsert(self, name: str, documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Add or replace documents; returns once the server has made them durable."""
+        return self._call("POST", f"/collections/{name}/documents", {"documents": list(documents)})
+
+    def get(self, name: str, doc_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/collections/{name}/documents/{doc_id}")
+        except ServiceError as e:
+            if e.status_code == 404:
+                return None
+            raise
+
+    def delete(self, name: str, doc_id: str) -> bool:
+        try:
+            self._call("DELETE", f"/collections/{name}/documents/{doc_id}")
+            return True
+        except ServiceError as e:
+            if e.status_code == 404:
+                return False
+            raise
+
+    def search(self, name: str, query: str, k: int = 10, filter: dict[str, Any] | None = None,
+               fields: Sequence[str] = ("title",)) -> list[dict[str, Any]]:
+        body = {"query": query, "k": k, "filter": filter, "fields": list(fields)}
+        return self._call("POST", f"/collections/{name}/search", body)["hits"]
