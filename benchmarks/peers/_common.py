@@ -204,6 +204,27 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def finish(args: argparse.Namespace, system: str, data: BeirData, run: dict[str, Hits], k: int,
+           build_seconds: float, timings: dict, index_dir: Path, versions: dict[str, str]) -> None:
+    """Write the run file and the report every peer runner produces, in one shape."""
+    write_trec(args.out_dir / "run.trec", run, system)
+    write_report(args.out_dir, {
+        "system": system,
+        "dataset": args.dataset_dir.name,
+        "split": args.split,
+        "params": {"k1": args.k1, "b": args.b, "k": k, "threads": args.threads,
+                   "warmup_queries": args.warmup, "repeats": args.repeats},
+        "build_seconds": build_seconds,
+        **timings,
+        "index_bytes": dir_bytes(index_dir),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "n_queries": len(data.query_ids),
+        "n_docs": len(data.doc_ids),
+        "versions": versions,
+        "metrics": evaluate(run, data.qrels),
+    })
+
+
 def write_report(out_dir: Path, report: dict) -> None:
     """Write report.json and echo it, so a log of the run also holds the numbers."""
     text = json.dumps(report, indent=2)

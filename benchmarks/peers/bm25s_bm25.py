@@ -82,23 +82,8 @@ def main() -> None:
         threads=args.threads,
     )
 
-    _common.write_trec(args.out_dir / "run.trec", run, "bm25s-bm25")
-    n = len(data.query_ids)
-    _common.write_report(args.out_dir, {
-        "system": "bm25s-bm25",
-        "dataset": args.dataset_dir.name,
-        "split": args.split,
-        "params": {"k1": args.k1, "b": args.b, "k": k, "threads": args.threads,
-                   "warmup_queries": args.warmup, "repeats": args.repeats},
-        "build_seconds": build_seconds,
-        **timings,
-        "index_bytes": _common.dir_bytes(index_dir),
-        "peak_rss_bytes": _common.peak_rss_bytes(),
-        "n_queries": n,
-        "n_docs": len(data.doc_ids),
-        "versions": _common.package_versions("bm25s", "numba", "numpy", "scipy", "PyStemmer"),
-        "metrics": _common.evaluate(run, data.qrels),
-    })
+    versions = _common.package_versions("bm25s", "numba", "numpy", "scipy", "PyStemmer")
+    _common.finish(args, "bm25s-bm25", data, run, k, build_seconds, timings, index_dir, versions)
 
 
 if __name__ == "__main__":

