@@ -13,6 +13,8 @@ from sparsearch.errors import IndexFormatError
 
 _ENCODERS: dict[str, str] = {
     "bm25": "sparsearch.retriever.bm25:BM25Encoder",
+    "splade": "sparsearch.retriever.splade:SpladeEncoder",
+    "inference-free": "sparsearch.retriever.inference_free:InferenceFreeEncoder",
 }
 
 

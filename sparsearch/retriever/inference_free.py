@@ -1,0 +1,120 @@
+"""Inference-free learned sparse retrieval (OpenSearch doc-only models; Geng et al. 2024).
+
+Documents are encoded offline by a SPLADE-style MLM; a query is only
+tokenized, and each distinct token ``j`` weighs ``idf_j`` from the model's
+``idf.json``:  ``score(q, d) = Σ_{j ∈ tokens(q)} idf_j · w_dj``.
+
+The index keeps a copy of ``idf.json`` and ``tokenizer.json``, so searching
+an inference-free index needs neither torch nor the model folder: query
+latency is tokenization plus the inverted index, like BM25's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from sparsearch.index.config import Scoring
+from sparsearch.retriever.idf import idf_vector, parse_idf, read_idf_json, special_token_ids
+from sparsearch.types import CollectionStats, Document, SparseBatch
+
+
+@dataclass(frozen=True)
+class InferenceFreeConfig:
+    """Document-side settings (as :class:`~sparsearch.retriever.splade.SpladeConfig`); queries need none."""
+
+    model_dir: str
+    max_length: int = 256
+    batch_size: int = 32
+    device: str = "auto"
+    doc_top_k: int | None = None
+    doc_threshold: float = 0.0
+    exact_screening: bool = True
+
+
+class IdfQueryEncoder:
+    """Query text -> distinct WordPiece ids weighted by IDF; numpy and ``tokenizers`` only."""
+
+    def __init__(self, tokenizer, idf: dict[str, float]) -> None:  # type: ignore[no-untyped-def]
+        self.tokenizer = tokenizer
+        self.tokenizer.no_truncation()
+        self.idf_table = idf
+        self.weights = idf_vector(idf, tokenizer.get_vocab())
+        self._special = np.array(sorted(special_token_ids(tokenizer)), np.int64)
+
+    def encode(self, queries: Sequence[str]) -> SparseBatch:
+        rows = []
+        for enc in self.tokenizer.encode_batch(list(queries), add_special_tokens=False):
+            ids = np.unique(np.asarray(enc.ids, np.int64))
+            ids = ids[~np.isin(ids, self._special)]
+            ids = ids[self.weights[ids] > 0]
+            rows.append(ids)
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        term_ids = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return SparseBatch(offsets, term_ids, self.weights[term_ids])
+
+
+class InferenceFreeEncoder:
+    """Documents by an MLM (loaded only when documents are encoded), queries by IDF lookup."""
+
+    name: ClassVar[str] = "inference-free"
+
+    def __init__(self, config: InferenceFreeConfig, tokenizer=None, idf: dict[str, float] | None = None) -> None:  # type: ignore[no-untyped-def]
+        from sparsearch.retriever.analysis import _load_wordpiece
+        from tokenizers import Tokenizer
+
+        self.settings = config
+        model_dir = Path(config.model_dir)
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_str(_load_wordpiece(str(model_dir)).to_str())
+        if idf is None:
+            idf = read_idf_json(model_dir / "idf.json")
+        self.queries = IdfQueryEncoder(tokenizer, idf)
+        self._doc_model = None
+
+    @property
+    def doc_model(self):  # type: ignore[no-untyped-def]
+        if self._doc_model is None:
+            from sparsearch.retriever.splade import SpladeModel
+
+            s = self.settings
+            self._doc_model = SpladeModel(s.model_dir, s.device, s.exact_screening)
+        return self._doc_model
+
+    @property
+    def scoring(self) -> Scoring:
+        return Scoring(transform="linear")
+
+    @property
+    def n_terms(self) -> int:
+        return int(self.queries.tokenizer.get_vocab_size())
+
+    def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
+        s = self.settings
+        return self.doc_model.encode([d.contents for d in documents], s.max_length, s.batch_size, s.doc_top_k,
+                                     s.doc_threshold)
+
+    def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
+        return self.queries.encode(queries)
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.settings)
+
+    def state_files(self) -> dict[str, bytes]:
+        return {
+            "idf": json.dumps(self.queries.idf_table, ensure_ascii=False).encode("utf-8"),
+            "tokenizer": self.queries.tokenizer.to_str().encode("utf-8"),
+        }
+
+    @classmethod
+    def load(cls, config: dict[str, Any], files: dict[str, Path]) -> "InferenceFreeEncoder":
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(files["tokenizer"]))
+        idf = parse_idf(json.loads(Path(files["idf"]).read_text(encoding="utf-8")), files["idf"])
+        return cls(InferenceFreeConfig(**config), tokenizer=tokenizer, idf=idf)

@@ -1,0 +1,211 @@
+"""SPLADE: sparse vectors from a masked language model (Formal et al. 2021; SPLADE++ 2022).
+
+``SpladeEncoder`` is the siamese model (one MLM encodes queries and
+documents, score = dot product); :mod:`sparsearch.retriever.inference_free`
+reuses :class:`SpladeModel` for its documents only.  Both emit WordPiece ids,
+so the index needs no vocabulary of its own and scores linearly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from sparsearch.errors import MissingDependencyError
+from sparsearch.index.config import Scoring
+from sparsearch.types import CollectionStats, Document, SparseBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpladeConfig:
+    """How a SPLADE-style model encodes text.
+
+    ``doc_top_k`` keeps only the k largest weights of each document vector and
+    ``doc_threshold`` drops weights at or below it: both trade index size and
+    query time for a little quality (static pruning).  ``device="auto"``
+    picks CUDA when present.
+    """
+
+    model_dir: str
+    max_length: int = 256
+    query_max_length: int = 256
+    batch_size: int = 32
+    device: str = "auto"
+    doc_top_k: int | None = None
+    doc_threshold: float = 0.0
+    exact_screening: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_length < 4 or self.query_max_length < 4:
+            raise ValueError(f"max_length must be >= 4, got {self.max_length}/{self.query_max_length}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.doc_top_k is not None and self.doc_top_k < 1:
+            raise ValueError(f"doc_top_k must be >= 1 or None, got {self.doc_top_k}")
+        if self.doc_threshold < 0:
+            raise ValueError(f"doc_threshold must be >= 0, got {self.doc_threshold}")
+
+
+def _torch():  # type: ignore[no-untyped-def]
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "SPLADE models need torch and transformers: pip install 'sparsearch[learned]'") from None
+    return torch
+
+
+def dense_to_sparse(vectors: Any, top_k: int | None = None, threshold: float = 0.0) -> SparseBatch:
+    """``[rows, vocab]`` weights -> CSR rows of the entries above ``threshold`` (the ``top_k`` largest)."""
+    torch = _torch()
+    v = vectors.float()
+    if top_k is not None and top_k < v.shape[1]:
+        values, idx = torch.topk(v, top_k, dim=1)
+        v = torch.zeros_like(v).scatter_(1, idx, values)
+    keep = v > threshold
+    rows, cols = keep.nonzero(as_tuple=True)
+    weights = v[rows, cols]
+    counts = keep.sum(dim=1).cpu().numpy()
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return SparseBatch(offsets, cols.cpu().numpy().astype(np.int32), weights.cpu().numpy())
+
+
+def permute_rows(batch: SparseBatch, order: np.ndarray) -> SparseBatch:
+    """Row ``i`` of the result is row ``order[i]`` of ``batch``."""
+    lengths = np.diff(batch.offsets)[order]
+    offsets = np.zeros(len(order) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    starts = batch.offsets[:-1][order]
+    flat = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return SparseBatch(offsets, batch.term_ids[flat], batch.weights[flat])
+
+
+class SpladeModel:
+    """A loaded MLM and its tokenizer, encoding text in length-sorted batches.
+
+    Sorting by length before batching means a batch pads to its own longest
+    text rather than to ``max_length``: on a corpus of mixed lengths most of
+    the matrix products over padding disappear.
+    """
+
+    def __init__(self, model_dir: str | Path, device: str = "auto", exact_screening: bool = True) -> None:
+        torch = _torch()
+        from sparsearch.retriever.mlm import load_masked_lm, mlm_parts
+
+        self.model_dir = Path(model_dir)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = load_masked_lm(self.model_dir, self.device)
+        self.parts = mlm_parts(self.model)
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.exact_screening = exact_screening
+        self._pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.parts.decoder_weight.shape[0])
+
+    def token_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """WordPiece ids with special tokens, truncated to ``max_length`` as Hugging Face truncates."""
+        self.tokenizer.enable_truncation(max_length)
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+
+    def encode(self, texts: Sequence[str], max_length: int, batch_size: int, top_k: int | None = None,
+               threshold: float = 0.0) -> SparseBatch:
+        torch = _torch()
+        from sparsearch.retriever.mlm import screened_splade_vectors, splade_vectors
+
+        if not texts:
+            return SparseBatch.empty()
+        ids = self.token_ids(texts, max_length)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        parts: list[SparseBatch] = []
+        with torch.inference_mode():
+            for lo in range(0, len(order), batch_size):
+                rows = [ids[i] for i in order[lo:lo + batch_size]]
+                width = max(len(r) for r in rows)
+                input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, row in enumerate(rows):
+                    input_ids[r, :len(row)] = torch.tensor(row)
+                    mask[r, :len(row)] = 1
+                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                if self.exact_screening:
+                    dtype = torch.bfloat16 if self._fast_bf16() else torch.float32
+                    vectors = screened_splade_vectors(self.parts, input_ids, mask, screen_dtype=dtype)
+                else:
+                    vectors = splade_vectors(self.parts, input_ids, mask)
+                parts.append(dense_to_sparse(vectors, top_k, threshold))
+        sorted_batch = SparseBatch.concatenate(parts)
+        return permute_rows(sorted_batch, np.argsort(order, kind="stable"))
+
+    def _fast_bf16(self) -> bool:
+        torch = _torch()
+        if self.device.type == "cuda":
+            return True
+        try:
+            return bool(torch.cpu._is_avx512_bf16_supported())
+        except AttributeError:
+            return False
+
+
+def load_tokenizer(model_dir: str | Path):  # type: ignore[no-untyped-def]
+    """A private ``tokenizers.Tokenizer`` of the model folder (we change its truncation)."""
+    from tokenizers import Tokenizer
+
+    from sparsearch.retriever.analysis import _load_wordpiece
+
+    return Tokenizer.from_str(_load_wordpiece(str(model_dir)).to_str())
+
+
+class SpladeEncoder:
+    """Siamese SPLADE: the same MLM encodes queries and documents; score = dot product."""
+
+    name: ClassVar[str] = "splade"
+
+    def __init__(self, config: SpladeConfig) -> None:
+        self.settings = config
+        self._model: SpladeModel | None = None
+
+    @property
+    def model(self) -> SpladeModel:
+        if self._model is None:
+            s = self.settings
+            self._model = SpladeModel(s.model_dir, s.device, s.exact_screening)
+        return self._model
+
+    @property
+    def scoring(self) -> Scoring:
+        return Scoring(transform="linear")
+
+    @property
+    def n_terms(self) -> int:
+        return self.model.vocab_size
+
+    def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
+        s = self.settings
+        return self.model.encode([d.contents for d in documents], s.max_length, s.batch_size, s.doc_top_k,
+                                 s.doc_threshold)
+
+    def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
+        s = self.settings
+        return self.model.encode(list(queries), s.query_max_length, s.batch_size)
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.settings)
+
+    def state_files(self) -> dict[str, bytes]:
+        return {}
+
+    @classmethod
+    def load(cls, config: dict[str, Any], files: dict[str, Path]) -> "SpladeEncoder":
+        return cls(SpladeConfig(**config))
