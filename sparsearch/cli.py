@@ -35,10 +35,29 @@ def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
     return BM25Encoder(BM25Config(k1=k1, b=b))
 
 
-def _encoder(name: str, k1: float, b: float):  # type: ignore[no-untyped-def]
-    if name != "bm25":
-        raise SparsearchError(f"unknown encoder {name!r} (available: bm25)")
-    return _bm25_encoder(k1, b)
+ENCODERS = ("bm25", "splade", "inference-free")
+
+
+def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
+             doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto"):  # type: ignore[no-untyped-def]
+    """The encoder a command asked for; learned ones need ``--model DIR``."""
+    if name == "bm25":
+        return _bm25_encoder(k1, b)
+    if name not in ENCODERS:
+        raise SparsearchError(f"unknown encoder {name!r} (available: {', '.join(ENCODERS)})")
+    if model is None:
+        raise SparsearchError(f"--encoder {name} needs --model DIR (a Hugging Face MLM folder)")
+    if not model.is_dir():
+        raise SparsearchError(f"--model {model}: no such folder")
+    settings = dict(model_dir=str(model.resolve()), max_length=max_length, batch_size=batch_size, device=device,
+                    doc_top_k=doc_top_k)
+    if name == "splade":
+        from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
+
+        return SpladeEncoder(SpladeConfig(**settings))
+    from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
+
+    return InferenceFreeEncoder(InferenceFreeConfig(**settings))
 
 
 @app.callback()
@@ -50,9 +69,14 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
 def index(
     corpus: Path = typer.Argument(..., help="corpus.jsonl, or a BEIR dataset folder holding one."),
     out: Path = typer.Option(..., "--out", help="Index directory to create."),
-    encoder: str = typer.Option("bm25", help="Encoder (bm25)."),
+    encoder: str = typer.Option("bm25", help="Encoder: bm25, splade or inference-free."),
     k1: float = typer.Option(0.9, help="BM25 k1."),
     b: float = typer.Option(0.4, help="BM25 b."),
+    model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
+    max_length: int = typer.Option(256, help="Token limit of learned encoders."),
+    doc_top_k: Optional[int] = typer.Option(None, help="Keep the k largest weights per document (learned)."),
+    batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -61,7 +85,7 @@ def index(
     from sparsearch.engine import Index
 
     try:
-        enc = _encoder(encoder, k1, b)
+        enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device)
         t = time.perf_counter()
         idx = Index.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
                           total=count_lines(corpus) if progress else None)
@@ -109,16 +133,21 @@ def eval_command(
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     run: Optional[Path] = typer.Option(None, help="Write the TREC run here."),
     k: int = typer.Option(1000, "-k", "--k", min=1, help="Hits per query."),
-    encoder: str = typer.Option("bm25", help="Encoder when building (bm25)."),
+    encoder: str = typer.Option("bm25", help="Encoder when building: bm25, splade or inference-free."),
     k1: float = typer.Option(0.9, help="BM25 k1 when building."),
     b: float = typer.Option(0.4, help="BM25 b when building."),
+    model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
+    max_length: int = typer.Option(256, help="Token limit of learned encoders."),
+    doc_top_k: Optional[int] = typer.Option(None, help="Keep the k largest weights per document (learned)."),
+    batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
     speed: bool = typer.Option(True, help="Measure QPS and latency."),
 ) -> None:
     """Evaluate on a BEIR split: NDCG@10, Recall@100/1000, MRR@10, speed and size."""
     from sparsearch.eval.beir import EvalSettings, evaluate_beir
 
     try:
-        enc = None if index_dir else _encoder(encoder, k1, b)
+        enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device)
         result = evaluate_beir(dataset, index_dir, encoder=enc,
                                settings=EvalSettings(split=split, k=k, measure_speed=speed), run_path=run)
     except (SparsearchError, ValueError, OSError) as e:
@@ -129,9 +158,49 @@ def eval_command(
     m = result["metrics"]
     typer.echo(f"{result['dataset']} {split}: NDCG@10 {m['ndcg_cut_10']:.4f}  R@100 {m['recall_100']:.4f}  "
                f"R@1000 {m['recall_1000']:.4f}  MRR@10 {m['recip_rank']:.4f}  ({result['n_queries']} queries)")
+    typer.echo(f"non-zeros per document {result['avg_nonzeros_per_doc']:.1f}, per query "
+               f"{result['avg_nonzeros_per_query']:.1f}; postings touched per query "
+               f"{result['avg_postings_touched_per_query']:.0f}"
+               + (f"; encoding {result['encode_docs_per_second']:.1f} docs/s" if "encode_docs_per_second" in result
+                  else ""))
     if speed:
         typer.echo(f"QPS 1 thread {result['qps_1_thread']:.0f}, all threads {result['qps_all_threads']:.0f}; "
                    f"latency p50 {result['latency_ms']['p50']:.3f} ms, p99 {result['latency_ms']['p99']:.3f} ms")
+
+
+@app.command()
+def idf(
+    corpus: Path = typer.Argument(..., help="corpus.jsonl, or a BEIR dataset folder holding one."),
+    tokenizer: Path = typer.Option(..., "--tokenizer", help="Folder with tokenizer.json (or vocab.txt)."),
+    out: Path = typer.Option(..., "--out", help="idf.json to write (token -> weight)."),
+) -> None:
+    """IDF of every WordPiece token over a corpus, ln(1 + (N - df + 0.5)/(df + 0.5)): inference-free queries."""
+    from sparsearch.corpus import read_corpus
+    from sparsearch.retriever.idf import idf_table, write_idf_json
+
+    try:
+        table = idf_table((d.contents for d in read_corpus(corpus)), tokenizer)
+        write_idf_json(table, out)
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"wrote {len(table)} token weights to {out}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Training config (YAML or JSON; see docs/learned_sparse.md)."),
+    resume: bool = typer.Option(True, help="Continue from the newest checkpoint in the output folder."),
+) -> None:
+    """Train a SPLADE or inference-free encoder."""
+    from sparsearch.training.config import TrainConfig
+    from sparsearch.training.trainer import train as run_training
+
+    try:
+        cfg = TrainConfig.from_file(config)
+        result = run_training(cfg, resume=resume)
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(result, indent=2))
 
 
 @app.command()

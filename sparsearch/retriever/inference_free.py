@@ -20,7 +20,7 @@ import numpy as np
 
 from sparsearch.index.config import Scoring
 from sparsearch.retriever.idf import idf_vector, parse_idf, read_idf_json, special_token_ids
-from sparsearch.types import CollectionStats, Document, SparseBatch
+from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,14 @@ class InferenceFreeEncoder:
         return int(self.queries.tokenizer.get_vocab_size())
 
     def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
+        """Document vectors without the tokens no query can hold (IDF 0: special tokens): same scores, fewer postings."""
         s = self.settings
-        return self.doc_model.encode([d.contents for d in documents], s.max_length, s.batch_size, s.doc_top_k,
-                                     s.doc_threshold)
+        batch = self.doc_model.encode([d.contents for d in documents], s.max_length, s.batch_size, s.doc_top_k,
+                                      s.doc_threshold)
+        keep = self.queries.weights[batch.term_ids] > 0
+        if keep.all():
+            return batch
+        return SparseBatch(compact_offsets(batch.offsets, keep), batch.term_ids[keep], batch.weights[keep])
 
     def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
         return self.queries.encode(queries)

@@ -189,7 +189,7 @@ def load_masked_lm(folder: str | Path, device: str | torch.device = "cpu") -> nn
     config = AutoConfig.from_pretrained(path)
     architectures = config.architectures or []
     if any(a.endswith("ForMaskedLM") for a in architectures):
-        model = AutoModelForMaskedLM.from_pretrained(path)
+        model = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
     else:
         model = attach_mlm_head(path)
     return model.to(device).eval()
@@ -213,8 +213,9 @@ def attach_mlm_head(folder: str | Path) -> nn.Module:
         raise ModelFormatError(f"{path}: can attach an MLM head to BERT encoders only, got {config.model_type!r}")
     config.tie_word_embeddings = True
     config.architectures = ["BertForMaskedLM"]
-    encoder = AutoModel.from_pretrained(path)
-    model = BertForMaskedLM(config)
+    encoder = AutoModel.from_pretrained(path, dtype=torch.float32)
+    config.dtype = "float32"
+    model = BertForMaskedLM(config).float()
     missing, unexpected = model.bert.load_state_dict(encoder.state_dict(), strict=False)
     unexpected = [k for k in unexpected if not k.startswith("pooler.")]
     if unexpected or [k for k in missing if not k.startswith("pooler.")]:

@@ -1,0 +1,1 @@
+"""Training SPLADE and inference-free encoders: data, teachers, losses, regularisers, the loop."""
