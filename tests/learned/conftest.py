@@ -54,3 +54,60 @@ def tiny_texts(data_root: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_mlm(tmp_path_factory, tiny_texts) -> Path:
     return make_tiny_mlm(tmp_path_factory.mktemp("tiny-mlm"), tiny_texts)
+
+
+# ---------------------------------------------------------------- shared slices and folders of the learned tests
+
+HAND_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cell", "##s", "protein", "gene", "a"]
+
+
+def make_hand_tokenizer(out: Path) -> Path:
+    """A WordPiece tokenizer over ``HAND_VOCAB`` (vocab.txt + tokenizer.json): tokenization known by construction."""
+    from tokenizers import BertWordPieceTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.txt").write_text("\n".join(HAND_VOCAB) + "\n", encoding="utf-8")
+    BertWordPieceTokenizer(str(out / "vocab.txt"), lowercase=True).save(str(out / "tokenizer.json"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def hand_tokenizer(tmp_path_factory) -> Path:
+    return make_hand_tokenizer(tmp_path_factory.mktemp("hand-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def bare_mlm(tmp_path_factory, tiny_texts) -> Path:
+    """A bare BertModel folder (no MLM head), like all-MiniLM-L6-v2."""
+    return make_tiny_mlm(tmp_path_factory.mktemp("tiny-bare"), tiny_texts, bare=True)
+
+
+@pytest.fixture(scope="session")
+def train_slice(data_root: Path, tmp_path_factory) -> Path:
+    """The first 300 SciFact documents (the tiny tokenizer's own texts) with the train queries touching them."""
+    from conftest import write_slice  # tests/conftest.py (importable as `conftest` in pytest's default import mode)
+
+    return write_slice(data_root / "beir" / "scifact", tmp_path_factory.mktemp("train-slice") / "scifact", 300,
+                       split="train")
+
+
+@pytest.fixture(scope="session")
+def eval_slice(data_root: Path, tmp_path_factory) -> Path:
+    """The first 200 SciFact documents with the test queries judged on them."""
+    from conftest import write_slice
+
+    return write_slice(data_root / "beir" / "scifact", tmp_path_factory.mktemp("eval-slice") / "scifact", 200,
+                       split="test")
+
+
+@pytest.fixture(scope="session")
+def inference_free_mlm(tmp_path_factory, tiny_mlm: Path, tiny_texts: list[str]) -> Path:
+    """A copy of the tiny MLM with an ``idf.json`` over its own 300 texts: an inference-free model folder."""
+    import shutil
+
+    from sparsearch.retriever.idf import idf_table, write_idf_json
+
+    out = tmp_path_factory.mktemp("tiny-inference-free") / "model"
+    shutil.copytree(tiny_mlm, out)
+    write_idf_json(idf_table(tiny_texts, out), out / "idf.json")
+    return out

