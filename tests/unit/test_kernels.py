@@ -125,6 +125,27 @@ def test_uint8_quantization_is_lossless_for_small_integers() -> None:
     np.testing.assert_allclose(q[3:] * scales[1], [0.5, 2.0], atol=scales[1] / 2)
 
 
+def test_uint8_quantization_never_rounds_a_posting_to_zero() -> None:
+    offsets = np.array([0, 3])
+    weights = np.array([100.0, 0.1, 0.3], np.float32)  # 0.1 / (100/255) = 0.26 would round to 0
+    q, _ = kernels.quantize_uint8(offsets, weights)
+    assert q.tolist() == [255, 1, 1]
+
+
+def test_quantized_linear_search_counts_each_document_once() -> None:
+    """Tiny weights next to a large one: every hit is a distinct document, and none is lost."""
+    n = 50
+    rows = [{0: 0.01, 1: 0.01} for _ in range(n)] + [{0: 100.0, 1: 100.0}]
+    docs = SparseBatch.from_dicts(rows)
+    ids = [str(i) for i in range(n + 1)]
+    cfg = IndexConfig(quantization="uint8")
+    index = InvertedIndex([build_segment(docs, ids, [{}] * (n + 1), 2, cfg)], Scoring("linear"), cfg)
+    top = index.search(SparseBatch.from_dicts([{0: 1.0, 1: 1.0}]), n + 1, threads=1, method="exhaustive")
+    found, _ = top.row(0)
+    assert top.counts[0] == n + 1 and len(set(found.tolist())) == n + 1
+    assert found[0] == n  # the heavy document first
+
+
 def test_quantized_float_top10_overlap() -> None:
     rng = np.random.default_rng(5)
     docs = random_batch(rng, 2000, 300, 0.05, integral=False)
