@@ -173,7 +173,9 @@ def build_segment(
         # (Counts above 255 would be rounded; such a segment keeps float32 so BM25 stays exact.)
         postings_weights, scales = kernels.quantize_uint8(postings_offsets, postings_weights)
         term_scales = None if bool((scales == 1.0).all()) else scales
-    lengths = vectors.lengths if vectors.lengths is not None else np.zeros(len(vectors), np.float32)
+    # Encoders without a notion of length (SPLADE, inference-free) get their vectors' non-zero
+    # counts: then N counts the documents that hold a term, and avg length is mean non-zeros.
+    lengths = vectors.lengths if vectors.lengths is not None else np.diff(offsets).astype(np.float32)
     encoded_ids = [d.encode("utf-8") for d in doc_ids]
     width = max((len(e) for e in encoded_ids), default=1) or 1
     fields = {}
