@@ -29,8 +29,11 @@ class FastWordPiece:
     """Exact ids of a BERT uncased WordPiece tokenizer for ASCII text (no special tokens)."""
 
     def __init__(self, vocab: dict[str, int], unk_token: str = "[UNK]", prefix: str = "##",
-                 max_chars_per_word: int = 100) -> None:
+                 max_chars_per_word: int = 100, added_tokens: tuple[str, ...] = ()) -> None:
         self.vocab = vocab
+        # Added tokens ("[CLS]", "[MASK]", ...) are matched in the raw text before normalisation;
+        # a text that contains one goes to ``tokenizers`` (lower-cased: a superset of both matchings).
+        self.added_tokens = tuple(t.lower() for t in added_tokens)
         self.unk_id = vocab[unk_token]
         self.prefix = prefix
         self.max_chars = max_chars_per_word
@@ -46,8 +49,9 @@ class FastWordPiece:
                 or pre.get("type") != "BertPreTokenizer" or model.get("type") != "WordPiece"
                 or model.get("unk_token") not in model.get("vocab", {})):
             return None
+        added = tuple(t["content"] for t in spec.get("added_tokens") or [])
         return cls(model["vocab"], model["unk_token"], model.get("continuing_subword_prefix", "##"),
-                   int(model.get("max_input_chars_per_word", 100)))
+                   int(model.get("max_input_chars_per_word", 100)), added)
 
     def _pieces(self, word: str) -> tuple[int, ...]:
         if len(word) > self.max_chars:
@@ -70,14 +74,19 @@ class FastWordPiece:
         return tuple(out)
 
     def ids(self, text: str) -> list[int] | None:
-        """Token ids of ``text``, or ``None`` when it is not ASCII (use ``tokenizers`` then)."""
+        """Token ids of ``text``, or ``None`` when it is not ASCII or holds an added token such as
+        ``[CLS]`` (use ``tokenizers`` then)."""
         if not text.isascii():
             return None
-        if _CONTROL.search(text):
-            text = _CONTROL.sub("", text)
+        lowered = text.lower()
+        for token in self.added_tokens:
+            if token in lowered:
+                return None
+        if _CONTROL.search(lowered):
+            lowered = _CONTROL.sub("", lowered)
         cache = self._cache
         out: list[int] = []
-        for word in _ASCII_WORDS.findall(text.lower()):
+        for word in _ASCII_WORDS.findall(lowered):
             pieces = cache.get(word)
             if pieces is None:
                 pieces = self._pieces(word)

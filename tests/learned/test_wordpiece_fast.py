@@ -50,16 +50,27 @@ def test_equal_to_tokenizers_on_real_queries_and_documents(bert_tokenizer: Token
 @pytest.mark.parametrize("text", [
     "", "   \t\n  ", "hello_world foo-bar (baz)! #1 $2.50", "ctrl\x01chars\x0bjoin\x7fed", "tab\tand\nnewline\rcr",
     "x" * 101, "x" * 100, "qqqzzzxxx unmatchableword", "UPPER lower MiXeD", "a.b,c;d:e?f", "covid-19 il-6 p53",
+    "[CLS] cells", "masked [MASK] word", "lower [cls] case", "[SEP]",
 ])
 def test_equal_to_tokenizers_on_edge_cases(bert_tokenizer: Tokenizer, text: str) -> None:
+    """Through the query encoder: the fast path where it applies, ``tokenizers`` where it declines."""
+    from sparsearch.retriever.inference_free import IdfQueryEncoder
+
+    vocab = bert_tokenizer.get_vocab()
+    encoder = IdfQueryEncoder(Tokenizer.from_str(bert_tokenizer.to_str()), {t: 1.0 for t in vocab})
     fast = FastWordPiece.from_tokenizer(bert_tokenizer)
     assert fast is not None
-    assert fast.ids(text) == reference(bert_tokenizer, text)
+    got = fast.ids(text)
+    assert got is None or got == reference(bert_tokenizer, text)
+    specials = {i for i, t in bert_tokenizer.get_added_tokens_decoder().items() if t.special}
+    expected = sorted({i for i in reference(bert_tokenizer, text) if i not in specials})
+    assert encoder.encode([text]).term_ids.tolist() == expected
 
 
 def test_declines_non_ascii_and_other_tokenizers(bert_tokenizer: Tokenizer) -> None:
     fast = FastWordPiece.from_tokenizer(bert_tokenizer)
     assert fast is not None and fast.ids("café au lait") is None
+    assert fast.ids("the [CLS] token") is None  # added tokens are matched by tokenizers itself
     spec = json.loads(bert_tokenizer.to_str())
     spec["normalizer"]["lowercase"] = False  # a cased model: not the rules implemented here
     assert FastWordPiece.from_tokenizer(Tokenizer.from_str(json.dumps(spec))) is None
