@@ -98,28 +98,59 @@ def splade_vectors(parts: MLMParts, input_ids: torch.Tensor, attention_mask: tor
     return splade_activation(max_pooled_logits(parts, input_ids, attention_mask))
 
 
-def _augmented(parts: MLMParts, input_ids: torch.Tensor, attention_mask: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token states ``[h_i, 1]`` (zero rows for padding) and decoder rows ``[e_j, b_j]``.
+def _token_states(parts: MLMParts, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Token states ``[h_i, 1]`` after the head transform, zero rows for padding.
 
-    Folding the bias into the product lets padding be a zero row: its logit
-    is exactly 0, which can never change ``max_i log(1 + ReLU(.))`` (≥ 0
-    anyway), so no ``-inf`` masking pass over the big tensor is needed.
+    Folding the bias into the product (the 1 here, ``b_j`` in
+    :func:`_decoder_rows`) lets padding be a zero row: its logit is exactly 0,
+    which can never change ``max_i log(1 + ReLU(.))`` (≥ 0 anyway), so no
+    ``-inf`` masking pass over the big tensor is needed.
     """
     hidden = parts.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     hidden = parts.transform(hidden)
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    states = torch.cat([hidden * mask, mask], dim=-1)
+    return torch.cat([hidden * mask, mask], dim=-1)
+
+
+def _decoder_rows(parts: MLMParts) -> torch.Tensor:
+    """Decoder rows ``[e_j, b_j]``, float32."""
+    weight = parts.decoder_weight
     bias = parts.decoder_bias
     if bias is None:
-        bias = torch.zeros(parts.decoder_weight.shape[0], dtype=hidden.dtype, device=hidden.device)
-    rows = torch.cat([parts.decoder_weight, bias.unsqueeze(-1)], dim=-1)
-    return states, rows
+        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    return torch.cat([weight, bias.unsqueeze(-1)], dim=-1).float()
+
+
+SLACK = 1.03
+
+
+@dataclass
+class DecoderScreen:
+    """The decoder side of :func:`screened_splade_vectors`, computed once per model.
+
+    Converting and normalising the 30522 × H decoder costs milliseconds; a
+    query is a few tokens, so without this cache a SPLADE query would spend
+    most of its time re-deriving constants.  Valid while the weights do not
+    change (inference).
+    """
+
+    rows: torch.Tensor  # float32 [V, H+1]
+    screen_rows: torch.Tensor  # screen dtype [V, H+3]: ŵ, |w|, |w − ŵ| (inflated)
+
+    @classmethod
+    def build(cls, parts: MLMParts, screen_dtype: torch.dtype = torch.bfloat16) -> "DecoderScreen":
+        with torch.no_grad():
+            rows = _decoder_rows(parts).detach()
+            low = rows.to(screen_dtype)
+            row_norm = rows.norm(dim=-1, keepdim=True) * SLACK
+            row_err = (rows - low.float()).norm(dim=-1, keepdim=True) * SLACK
+            screen = torch.cat([low, row_norm.to(screen_dtype), row_err.to(screen_dtype)], dim=-1)
+        return cls(rows, screen)
 
 
 def screened_splade_vectors(parts: MLMParts, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                             screen_dtype: torch.dtype = torch.bfloat16, vocab_slice: int = 1024,
-                            ) -> torch.Tensor:
+                            screen: DecoderScreen | None = None) -> torch.Tensor:
     """Exact SPLADE weights at the cost of one bfloat16 pass over the vocabulary (inference only).
 
     With ``x̂, ŵ`` the bfloat16 roundings of token state ``x_i`` and decoder
@@ -132,22 +163,22 @@ def screened_splade_vectors(parts: MLMParts, input_ids: torch.Tensor, attention_
     tokens has weight exactly 0.  Only the survivors — about 1.1× the
     non-zeros — are recomputed in float32.  So the output equals the float32
     head up to summation order, while the 30522-wide product runs at
-    bfloat16 speed (≈2.5× float32 on AVX512-BF16 CPUs).
+    bfloat16 speed (≈2.5× float32 on AVX512-BF16 CPUs).  ``screen`` caches the
+    decoder side (:class:`DecoderScreen`); built here when not given.
     """
-    states, rows = _augmented(parts, input_ids, attention_mask)
-    states, rows = states.float(), rows.float()
+    states = _token_states(parts, input_ids, attention_mask).float()
     if screen_dtype == torch.float32:
+        rows = screen.rows if screen is not None else _decoder_rows(parts)
         pooled = torch.cat([torch.matmul(states, rows[lo:lo + vocab_slice].t()).amax(dim=1)
                             for lo in range(0, rows.shape[0], vocab_slice)], dim=1)
         return splade_activation(pooled)
-    s_low, r_low = states.to(screen_dtype), rows.to(screen_dtype)
-    slack = 1.03
-    state_err = (states - s_low.float()).norm(dim=-1, keepdim=True) * slack
-    state_norm = s_low.float().norm(dim=-1, keepdim=True) * slack
-    row_norm = rows.norm(dim=-1, keepdim=True) * slack
-    row_err = (rows - r_low.float()).norm(dim=-1, keepdim=True) * slack
+    if screen is None or screen.screen_rows.dtype != screen_dtype:
+        screen = DecoderScreen.build(parts, screen_dtype)
+    rows, r_screen = screen.rows, screen.screen_rows
+    s_low = states.to(screen_dtype)
+    state_err = (states - s_low.float()).norm(dim=-1, keepdim=True) * SLACK
+    state_norm = s_low.float().norm(dim=-1, keepdim=True) * SLACK
     s_screen = torch.cat([s_low, state_err.to(screen_dtype), state_norm.to(screen_dtype)], dim=-1)
-    r_screen = torch.cat([r_low, row_norm.to(screen_dtype), row_err.to(screen_dtype)], dim=-1)
     upper = torch.cat([torch.matmul(s_screen, r_screen[lo:lo + vocab_slice].t()).amax(dim=1)
                        for lo in range(0, rows.shape[0], vocab_slice)], dim=1)  # [B, V]
     candidate = upper > 0

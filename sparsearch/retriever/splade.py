@@ -109,6 +109,7 @@ class SpladeModel:
         self.tokenizer = load_tokenizer(self.model_dir)
         self.exact_screening = exact_screening
         self._pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        self._screen = None  # DecoderScreen, built on first use (weights are frozen here)
 
     @property
     def vocab_size(self) -> int:
@@ -122,7 +123,7 @@ class SpladeModel:
     def encode(self, texts: Sequence[str], max_length: int, batch_size: int, top_k: int | None = None,
                threshold: float = 0.0) -> SparseBatch:
         torch = _torch()
-        from sparsearch.retriever.mlm import screened_splade_vectors, splade_vectors
+        from sparsearch.retriever.mlm import DecoderScreen, screened_splade_vectors, splade_vectors
 
         if not texts:
             return SparseBatch.empty()
@@ -144,7 +145,10 @@ class SpladeModel:
                 input_ids, mask = input_ids.to(self.device), mask.to(self.device)
                 if self.exact_screening:
                     dtype = torch.bfloat16 if self._fast_bf16() else torch.float32
-                    vectors = screened_splade_vectors(self.parts, input_ids, mask, screen_dtype=dtype)
+                    if self._screen is None or self._screen.screen_rows.dtype != dtype:
+                        self._screen = DecoderScreen.build(self.parts, dtype)
+                    vectors = screened_splade_vectors(self.parts, input_ids, mask, screen_dtype=dtype,
+                                                      screen=self._screen)
                 else:
                     vectors = splade_vectors(self.parts, input_ids, mask)
                 parts.append(dense_to_sparse(vectors, top_k, threshold))

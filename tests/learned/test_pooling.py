@@ -183,3 +183,19 @@ def test_screening_exact_for_wide_vocabulary() -> None:
 def test_mlm_parts_rejects_other_architectures() -> None:
     with pytest.raises(ModelFormatError, match="not supported"):
         mlm_parts(nn.Linear(2, 2))
+
+
+def test_cached_decoder_screen_gives_the_same_vectors(tiny_mlm) -> None:  # type: ignore[no-untyped-def]
+    """The per-model cache of the decoder side changes nothing but speed; a cache of another dtype is rebuilt."""
+    from sparsearch.retriever.mlm import DecoderScreen, load_masked_lm, mlm_parts
+
+    parts = mlm_parts(load_masked_lm(tiny_mlm))
+    torch.manual_seed(1)
+    ids = torch.randint(5, 100, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    with torch.inference_mode():
+        fresh = screened_splade_vectors(parts, ids, mask)
+        cached = screened_splade_vectors(parts, ids, mask, screen=DecoderScreen.build(parts))
+        stale = screened_splade_vectors(parts, ids, mask, screen=DecoderScreen.build(parts, torch.float32))
+    assert torch.equal(fresh, cached) and torch.equal(fresh, stale)
