@@ -99,3 +99,19 @@ def test_inference_free_index_matches_brute_force_and_outlives_the_model(
         hits = reopened.search(q, k=10)
         assert hits.ids == ids_before and hits.scores.tolist() == scores_before
     assert reopened.encoder._doc_model is None
+
+
+def test_searching_an_inference_free_index_imports_no_torch(inference_free_mlm: Path, corpus,  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path) -> None:
+    """No model at query time: a fresh process opens and searches the index without torch or transformers."""
+    import subprocess
+    import sys
+
+    encoder = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(inference_free_mlm), max_length=DOC_MAX_LENGTH,
+                                                       device="cpu"))
+    Index.build(corpus[:20], path=tmp_path / "idx", encoder=encoder)
+    code = ("import sys; from sparsearch.engine import Index; "
+            f"hits = Index.open({str(tmp_path / 'idx')!r}).search('cells and proteins', 5); "
+            "print(len(hits.ids), 'torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[1:] == ["False", "False"] and int(out[0]) > 0
