@@ -21,6 +21,7 @@ from sparsearch.eval.runs import ranking_run, write_trec
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.storage import directory_bytes
 from sparsearch.protocols import SparseEncoder
+from sparsearch.types import SparseBatch
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,11 @@ class TimedEncoder:
             yield batch
 
 
-def postings_touched(index: Index, texts: list[str]) -> float:
+def postings_touched(index: Index, queries: SparseBatch) -> float:
     """Mean over queries of Σ df(t) over the query's terms: the postings an exhaustive search reads."""
-    queries = index.encode_queries(texts)
     df = index.inverted.stats.doc_freq
     ids = queries.term_ids[queries.term_ids < len(df)]
-    return float(df[ids].sum()) / max(len(texts), 1)
+    return float(df[ids].sum()) / max(len(queries), 1)
 
 
 def evaluate_beir(
@@ -122,11 +122,11 @@ def evaluate_beir(
             "build_seconds": build_seconds,
             "index_bytes": directory_bytes(Path(index_dir)),
             "avg_nonzeros_per_doc": index.inverted.n_postings / max(index.n_docs, 1),
-            "avg_postings_touched_per_query": postings_touched(index, texts),
         }
         if build_seconds is not None and timed is not None and timed.seconds > 0:
             report["encode_docs_per_second"] = timed.documents / timed.seconds
         queries = index.encode_queries(texts)
+        report["avg_postings_touched_per_query"] = postings_touched(index, queries)
         report["avg_nonzeros_per_query"] = len(queries.term_ids) / max(len(texts), 1)
         if settings.measure_speed:
             threads = numba.get_num_threads()

@@ -73,13 +73,12 @@ class InferenceFreeEncoder:
     name: ClassVar[str] = "inference-free"
 
     def __init__(self, config: InferenceFreeConfig, tokenizer=None, idf: dict[str, float] | None = None) -> None:  # type: ignore[no-untyped-def]
-        from sparsearch.retriever.analysis import _load_wordpiece
-        from tokenizers import Tokenizer
+        from sparsearch.retriever.splade import load_tokenizer
 
         self.settings = config
         model_dir = Path(config.model_dir)
         if tokenizer is None:
-            tokenizer = Tokenizer.from_str(_load_wordpiece(str(model_dir)).to_str())
+            tokenizer = load_tokenizer(model_dir)
         if idf is None:
             idf = read_idf_json(model_dir / "idf.json")
         self.queries = IdfQueryEncoder(tokenizer, idf)

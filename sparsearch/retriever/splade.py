@@ -137,12 +137,7 @@ class SpladeModel:
                 if width == 0:  # only texts with no token (a tokenizer adding no [CLS]/[SEP]): empty rows
                     parts.append(SparseBatch.from_dicts([{}] * len(rows)))
                     continue
-                input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, row in enumerate(rows):
-                    input_ids[r, :len(row)] = torch.tensor(row)
-                    mask[r, :len(row)] = 1
-                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                input_ids, mask = pad_rows(rows, self._pad_id, self.device)
                 if self.exact_screening:
                     dtype = torch.bfloat16 if self._fast_bf16() else torch.float32
                     if self._screen is None or self._screen.screen_rows.dtype != dtype:
@@ -163,6 +158,18 @@ class SpladeModel:
             return bool(torch.cpu._is_avx512_bf16_supported())
         except AttributeError:
             return False
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, device: Any = "cpu") -> tuple[Any, Any]:
+    """Right-padded ``input_ids`` and ``attention_mask`` tensors of token-id rows, on ``device``."""
+    torch = _torch()
+    width = max((len(r) for r in rows), default=0)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        input_ids[r, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[r, :len(row)] = 1
+    return input_ids.to(device), mask.to(device)
 
 
 def load_tokenizer(model_dir: str | Path):  # type: ignore[no-untyped-def]

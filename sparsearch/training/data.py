@@ -138,7 +138,8 @@ class TrainingData:
             if len(pool) >= group - 1:
                 negs = [int(x) for x in rng.sample(list(pool), group - 1)]
             else:  # tiny pools (tests): fill with random non-positive documents
-                others = [i for i in range(len(ds.documents)) if i not in set(ds.positives[qi].tolist())]
+                positives = set(ds.positives[qi].tolist())
+                others = [i for i in range(len(ds.documents)) if i not in positives]
                 negs = [int(x) for x in pool] + rng.sample(others, group - 1 - len(pool))
             cands = [pos] + negs
             queries.append(ds.queries[qi])

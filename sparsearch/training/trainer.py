@@ -24,7 +24,7 @@ import torch
 from sparsearch.retriever.idf import idf_table, idf_vector, read_idf_json
 from sparsearch.retriever.inference_free import IdfQueryEncoder
 from sparsearch.retriever.mlm import load_masked_lm, mlm_parts, save_masked_lm, splade_vectors
-from sparsearch.retriever.splade import load_tokenizer
+from sparsearch.retriever.splade import load_tokenizer, pad_rows
 from sparsearch.training.config import TrainConfig
 from sparsearch.training.data import CropBatch, LabeledBatch, TrainingData
 from sparsearch.training.losses import ensemble_teacher_logits, info_nce, kl_distillation
@@ -51,13 +51,8 @@ class Student:
     def encode(self, texts: list[str], max_length: int) -> torch.Tensor:
         self.tokenizer.enable_truncation(max_length)
         rows = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            mask[i, :len(r)] = 1
-        vectors = splade_vectors(self.parts, ids.to(self.device), mask.to(self.device))
+        ids, mask = pad_rows(rows, self.pad_id, self.device)
+        vectors = splade_vectors(self.parts, ids, mask)
         if self.config.kind == "inference-free":
             # A token no query can carry (IDF 0: special tokens) is dead weight in a document vector.
             vectors = vectors * (self.idf > 0).to(vectors.dtype)
