@@ -299,7 +299,8 @@ def _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, do
     has_deletes = len(deleted) > 0
     cut = np.uint32(0)
     m = n_touched
-    if n_touched > k and n_touched >= _RADIX_MIN_CANDIDATES and len(hist) == RADIX_BUCKETS:
+    preselect = n_touched > k and n_touched >= _RADIX_MIN_CANDIDATES and len(hist) == RADIX_BUCKETS
+    if preselect:
         for i in range(n_touched):
             d = touched[i]
             if has_deletes and deleted[d]:
@@ -320,8 +321,8 @@ def _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, do
         d = touched[i]
         b = bits[d]
         acc[d] = 0.0
-        if cut > 0:
-            hist[b >> 16] = 0
+        if preselect:
+            hist[b >> 16] = 0  # also when cut == 0 (fewer than k live candidates): hist must end zeroed
         if (has_deletes and deleted[d]) or b < cut:
             continue
         keys[j] = (np.int64(b) << 32) | (_LOW32 - d)

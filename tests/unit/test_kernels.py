@@ -224,3 +224,20 @@ def test_radix_selection_on_many_candidates_with_ties(k: int) -> None:
             np.testing.assert_array_equal(scores, np.array([s for _, s in want], np.float32))
     single = index.search(SparseBatch.from_dicts([{0: 1.0, 1: 0.5, 2: 0.25}]), k)
     np.testing.assert_array_equal(single.row(0)[0], index.search(queries, k).row(0)[0])
+
+
+def test_radix_preselection_leaves_its_histogram_zeroed_when_deletes_leave_fewer_than_k() -> None:
+    """The 16-bit histogram is shared scratch: a dirty one would misplace the next query's cut."""
+    rng = np.random.default_rng(8)
+    n = 10000
+    acc = (rng.random(n) + 1).astype(np.float32)
+    touched = np.arange(n + 1, dtype=np.int32)
+    deleted = np.zeros(n, np.uint8)
+    deleted[: n // 2] = 1  # 5000 live candidates < k = 8000 < 10000 touched
+    hist = np.zeros(kernels.RADIX_BUCKETS, np.int32)
+    scores, docs = np.zeros(8000, np.float32), np.zeros(8000, np.int64)
+    live_scores = acc[n // 2:].copy()
+    count = kernels._collect_top_k(acc, touched, n, deleted, 8000, scores, docs, 0, hist)
+    assert count == n // 2 and not hist.any() and not acc.any()
+    order = np.lexsort((np.arange(n // 2), -live_scores))
+    np.testing.assert_array_equal(docs[:count], order + n // 2)
