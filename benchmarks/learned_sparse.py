@@ -82,18 +82,21 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=8e-5)
     ap.add_argument("--keep", default="", help="run spec whose fp16 model is moved to OUT/keep when it finishes")
     ap.add_argument("--baseline", action="store_true", help="also evaluate BM25")
+    ap.add_argument("--prepare", default="dense+splade+bm25", help="teachers to prepare (runs use a subset)")
+    ap.add_argument("--max-train-seconds", type=float, default=None,
+                    help="stop each run's training after this long and evaluate what it learned")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     datasets = [args.data / "beir" / "scifact", args.data / "beir" / "nfcorpus"]
     specs = (DatasetSpec(str(datasets[0]), ("train",)), DatasetSpec(str(datasets[1]), ("train", "dev")))
     base = TrainConfig(kind="inference-free", base_model=str(args.minilm), out_dir=str(args.out / "work"),
-                       datasets=specs, teachers=("dense", "splade", "bm25"), dense_teacher=str(args.minilm),
+                       datasets=specs, teachers=tuple(args.prepare.split("+")), dense_teacher=str(args.minilm),
                        splade_teacher=str(args.splade), steps=args.steps, batch_size=args.batch_size,
                        lambda_d=args.lambda_d, lambda_q=args.lambda_q, lr=args.lr,
                        lambda_warmup_steps=max(1, args.steps // 3), lr_warmup_steps=max(1, args.steps // 15),
                        checkpoint_every=10**9, log_every=25, infonce_weight=args.infonce_weight,
-                       crop_fraction=args.crop_fraction, save_fp16=True)
+                       crop_fraction=args.crop_fraction, save_fp16=True, max_train_seconds=args.max_train_seconds)
     results_path = args.out / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     t = time.perf_counter()
@@ -103,7 +106,12 @@ def main() -> None:
         results["bm25"] = evaluate_model("bm25", Path(), datasets, 0)
         results_path.write_text(json.dumps(results, indent=2))
     for name in filter(None, args.runs.split(",")):
-        overrides = parse_run(name)
+        spec, _, steps = name.partition("@")  # "SPEC@STEPS" overrides --steps for one run
+        overrides = parse_run(spec)
+        if steps:
+            overrides["steps"] = int(steps)
+            overrides["lambda_warmup_steps"] = max(1, int(steps) // 3)
+            overrides["lr_warmup_steps"] = max(1, int(steps) // 15)
         base_model = args.splade if overrides.pop("base") == "tiny" else args.minilm
         slug = name.replace(":", "_").replace("+", "-")
         config = dataclasses.replace(base, base_model=str(base_model), out_dir=str(args.out / "runs" / slug),

@@ -72,6 +72,7 @@ class TrainConfig:
     lambda_q: float = 0.1
     lambda_warmup_steps: int = 500
     steps: int = 1000
+    max_train_seconds: float | None = None
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 5e-5
@@ -104,6 +105,8 @@ class TrainConfig:
             raise InputError(f"crop_fraction must be in [0, 1], got {self.crop_fraction}", field="crop_fraction")
         if not 0.0 < self.crop_min <= self.crop_max <= 1.0:
             raise InputError("need 0 < crop_min <= crop_max <= 1", field="crop_min")
+        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+            raise InputError(f"max_train_seconds must be > 0, got {self.max_train_seconds}", field="max_train_seconds")
         for name in ("steps", "batch_size", "grad_accum", "negatives_per_query", "max_length", "query_max_length"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)

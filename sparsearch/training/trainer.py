@@ -183,8 +183,15 @@ def train(config: TrainConfig, resume: bool = True, data: TrainingData | None = 
     log_path = out / "train_log.jsonl"
     history: list[dict[str, float]] = []
     t1 = time.perf_counter()
+    steps_done = config.steps
     with log_path.open("a", encoding="utf-8") as log_file:
         for step in range(start, config.steps):
+            if config.max_train_seconds is not None and time.perf_counter() - t1 > config.max_train_seconds:
+                # A time-boxed job (a rented GPU, a CI slot) keeps what it learned rather than nothing.
+                log.warning("max_train_seconds %.0f reached: stopping at step %d of %d", config.max_train_seconds,
+                            step, config.steps)
+                steps_done = step
+                break
             sums: dict[str, float] = {}
             for _ in range(config.grad_accum):
                 batch = data.batch(rng)
@@ -217,6 +224,6 @@ def train(config: TrainConfig, resume: bool = True, data: TrainingData | None = 
         extra["idf.json"] = json.dumps(idf, ensure_ascii=False).encode("utf-8")
     save_masked_lm(student.model, config.base_model, model_dir, fp16=config.save_fp16, extra_files=extra)
     shutil.rmtree(checkpoint, ignore_errors=True)
-    return {"model_dir": str(model_dir), "steps": config.steps, "resumed_from": start,
+    return {"model_dir": str(model_dir), "steps": steps_done, "resumed_from": start,
             "prepare_seconds": prep_seconds, "train_seconds": train_seconds, "device": str(device),
             "first": history[0] if history else None, "last": history[-1] if history else None}

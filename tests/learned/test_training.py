@@ -249,6 +249,32 @@ def test_resume_false_starts_over(tiny_mlm: Path, train_slice: Path, prepared: T
     assert result["resumed_from"] == 0 and result["first"]["step"] == 1
 
 
+
+def test_time_budget_stops_early_and_still_saves_the_model(tiny_mlm: Path, train_slice: Path,
+                                                          prepared: TrainingData, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import sparsearch.training.trainer as trainer_module
+
+    class TickingClock:
+        """Each reading is one second later: the budget check sees 1, 2, 3 ... seconds of training."""
+
+        def __init__(self) -> None:
+            self.now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(trainer_module, "time", TickingClock())
+    config = TrainConfig.from_dict(settings(tiny_mlm, tmp_path / "run", train_slice, steps=50, log_every=1,
+                                            max_length=48, max_train_seconds=2.5))
+    result = train(config, data=prepared.with_config(config))
+    assert result["steps"] == 2 and result["last"]["step"] == 2
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+    with pytest.raises(InputError, match="max_train_seconds"):
+        TrainConfig.from_dict(settings(tiny_mlm, tmp_path / "x", train_slice, max_train_seconds=0))
+
+
 # ---------------------------------------------------------------- configuration
 
 
