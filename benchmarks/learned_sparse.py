@@ -33,7 +33,8 @@ log = logging.getLogger("learned_sparse")
 def parse_run(spec: str) -> dict[str, Any]:
     """``KIND:TEACHERS:FLOPS:LAMBDA_D[:BASE]``, e.g. ``if:dense+splade+bm25:idf:0.03`` or
     ``splade:dense+splade+bm25:plain:0.01:tiny`` (base ``tiny`` = the SPLADE teacher's weights,
-    default MiniLM with a tied MLM head)."""
+    ``minilm`` (default) = MiniLM with a tied MLM head, anything else = a model folder, e.g. a
+    trained inference-free model to start a siamese one from)."""
     parts = spec.split(":")
     if len(parts) not in (4, 5):
         raise SystemExit(f"bad run spec {spec!r}: KIND:TEACHERS:FLOPS:LAMBDA_D[:BASE]")
@@ -112,8 +113,9 @@ def main() -> None:
             overrides["steps"] = int(steps)
             overrides["lambda_warmup_steps"] = max(1, int(steps) // 3)
             overrides["lr_warmup_steps"] = max(1, int(steps) // 15)
-        base_model = args.splade if overrides.pop("base") == "tiny" else args.minilm
-        slug = name.replace(":", "_").replace("+", "-")
+        base_name = overrides.pop("base")
+        base_model = {"tiny": args.splade, "minilm": args.minilm}.get(base_name) or Path(base_name)
+        slug = name.replace(":", "_").replace("+", "-").replace("/", "_")
         config = dataclasses.replace(base, base_model=str(base_model), out_dir=str(args.out / "runs" / slug),
                                      **overrides)
         log.info("run %s: %s", name, overrides)

@@ -9,6 +9,10 @@ min-max normalised scores over the whole corpus, the training target's form
 (Geng et al. 2024), ranked by that mean.
 
     python benchmarks/teacher_quality.py --data $SPARSEARCH_DATA --minilm DIR --splade DIR --out teachers.json
+    python benchmarks/teacher_quality.py ... --datasets scifact:train,nfcorpus:dev   # DATASET:SPLIT
+
+The teachers are zero-shot models, so their quality on the *training* queries is a fair basis for
+choosing the ensemble without looking at test queries (SciFact has no dev split).
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results: dict[str, dict[str, float]] = {}
-    for name in args.datasets.split(","):
-        ds = load_beir(args.data / "beir" / name, args.split)
+    for item in args.datasets.split(","):
+        name, _, split = item.partition(":")
+        ds = load_beir(args.data / "beir" / name, split or args.split)
         documents = list(ds.corpus())
         query_ids = list(ds.queries)
         texts = [ds.queries[q] for q in query_ids]
@@ -66,8 +71,8 @@ def main() -> None:
             for combo in itertools.combinations(sorted(matrices), r):
                 fused = matrices[combo[0]] if r == 1 else sum(normalised[t] for t in combo) / r
                 scores["+".join(combo)] = evaluate(ds.qrels, run_of(fused, query_ids, doc_ids))["ndcg_cut_10"]
-        results[name] = scores
-        log.info("%s: %s", name, {k: round(v, 4) for k, v in scores.items()})
+        results[item] = scores
+        log.info("%s: %s", item, {k: round(v, 4) for k, v in scores.items()})
     names = next(iter(results.values())).keys()
     results["mean"] = {k: float(np.mean([results[d][k] for d in results if d != "mean"])) for k in names}
     log.info("mean: %s", {k: round(v, 4) for k, v in results["mean"].items()})

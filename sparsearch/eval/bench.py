@@ -54,3 +54,35 @@ def latencies_ms(search_one: Callable[[str], object], queries: Sequence[str]) ->
         times[i] = time.perf_counter() - t
     times *= 1e3
     return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "mean": float(times.mean())}
+
+
+def paired_latencies_ms(searchers: dict[str, Callable[[str, int], object]], queries: Sequence[str],
+                        ks: Sequence[int], rounds: int = 3) -> dict[str, dict[str, dict[str, float]]]:
+    """Single-query latency of several systems measured side by side, for comparing them.
+
+    A ratio between two systems timed minutes apart mostly measures what else
+    the machine was doing in between.  Here every round times each system at
+    each ``k`` in turn over all queries, and a query's latency is its fastest
+    of ``rounds`` (noise only ever adds time), so both sides of a ratio see
+    the same machine.  Returns ``{system: {str(k): {p50, p99, mean}}}`` in ms.
+    """
+    if not queries:
+        return {name: {str(k): {"p50": 0.0, "p99": 0.0, "mean": 0.0} for k in ks} for name in searchers}
+    best = {(name, k): np.full(len(queries), np.inf) for name in searchers for k in ks}
+    for name, search in searchers.items():
+        for k in ks:
+            search(queries[0], k)
+    for _ in range(rounds):
+        for k in ks:
+            for name, search in searchers.items():
+                times = best[name, k]
+                for i, q in enumerate(queries):
+                    t = time.perf_counter()
+                    search(q, k)
+                    times[i] = min(times[i], time.perf_counter() - t)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (name, k), times in best.items():
+        ms = times * 1e3
+        out.setdefault(name, {})[str(k)] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+                                            "mean": float(ms.mean())}
+    return out
