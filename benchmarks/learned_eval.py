@@ -71,9 +71,10 @@ def main() -> None:
 
 def paired_latency(dataset: Path, learned_index: Path, ks: list[int], rounds: int = 5) -> dict[str, Any]:
     """BM25 and the inference-free index timed side by side (``paired_latencies_ms``) at each k, with ratios."""
-    queries = list(load_beir(dataset, "test").queries.values())
+    split = load_beir(dataset, "test")
+    queries = list(split.queries.values())
     with tempfile.TemporaryDirectory(prefix="sparsearch-bm25-") as tmp:
-        Index.build(load_beir(dataset, "test").corpus(), path=Path(tmp) / "bm25", encoder=BM25Encoder())
+        Index.build(split.corpus(), path=Path(tmp) / "bm25", encoder=BM25Encoder())
         bm25 = Index.open(Path(tmp) / "bm25")  # both sides memory-mapped from disk, as a server opens them
         learned = Index.open(learned_index)
         ms = paired_latencies_ms({"bm25": bm25.search, "inference-free": learned.search}, queries, ks, rounds)

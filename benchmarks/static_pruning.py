@@ -70,6 +70,7 @@ def measure(dataset: Path, index_dir: Path, thresholds: list[float], ks: list[in
             kept = prune_postings(index, t)
             ndcg = evaluate(ds.qrels, ranking_run(query_ids, index.search_batch(texts, 1000)))["ndcg_cut_10"]
             queries = index.encode_queries(texts)
+            # From the pruned lists, not eval.beir.postings_touched: its document frequencies are the unpruned ones.
             offsets = index.inverted.segments[0].postings_offsets
             postings = float(np.mean([np.diff(offsets)[queries.row(i)[0]].sum() for i in range(len(texts))]))
             matched = float(np.mean([len(h.scores) for h in index.search_batch(texts, index.n_docs)]))

@@ -52,8 +52,13 @@ def latencies_ms(search_one: Callable[[str], object], queries: Sequence[str]) ->
         t = time.perf_counter()
         search_one(q)
         times[i] = time.perf_counter() - t
-    times *= 1e3
-    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "mean": float(times.mean())}
+    return _summary_ms(times)
+
+
+def _summary_ms(seconds: np.ndarray) -> dict[str, float]:
+    """p50 / p99 / mean of per-query times given in seconds, in milliseconds."""
+    ms = seconds * 1e3
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())}
 
 
 def paired_latencies_ms(searchers: dict[str, Callable[[str, int], object]], queries: Sequence[str],
@@ -82,7 +87,5 @@ def paired_latencies_ms(searchers: dict[str, Callable[[str, int], object]], quer
                     times[i] = min(times[i], time.perf_counter() - t)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for (name, k), times in best.items():
-        ms = times * 1e3
-        out.setdefault(name, {})[str(k)] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-                                            "mean": float(ms.mean())}
+        out.setdefault(name, {})[str(k)] = _summary_ms(times)
     return out
