@@ -71,7 +71,7 @@ def plot(runs: list[dict[str, Any]], out: Path, bm25_mean: float | None, bm25_po
     for r in runs:
         groups.setdefault(series_of(r), []).append(r)
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]  # more series than the default 10 colours
     for ax, key, label in ((axes[0], "nnz", "non-zeros per document (mean of the two sets)"),
                            (axes[1], "postings", "postings touched per query (mean of the two sets)")):
         for i, (name, pts) in enumerate(sorted(groups.items())):

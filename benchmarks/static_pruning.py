@@ -7,8 +7,8 @@ single-query latency side by side with BM25 (``paired_latencies_ms``) at several
     python benchmarks/static_pruning.py --index scifact=/tmp/if2-scifact --index nfcorpus=/tmp/if2-nfcorpus \\
         --thresholds 0,0.05,0.1,0.2,0.3 --out docs/results/static_pruning.json --plot docs/img/static_pruning.png
 
-Pruning at index time is what ``--doc-threshold`` does (a threshold on float weights before
-quantisation); this script sweeps it without re-encoding the corpus.
+Pruning at index time is what ``sparsearch index --doc-threshold t`` does (a threshold on float weights
+before quantisation); this script sweeps it without re-encoding the corpus.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ log = logging.getLogger("static_pruning")
 
 
 def prune_postings(index: Index, threshold: float) -> float:
-    """Keep only postings with weight ≥ ``threshold`` in every segment; returns the fraction kept."""
+    """Keep only postings with weight > ``threshold`` in every segment (what ``--doc-threshold`` keeps);
+    returns the fraction kept."""
     kept = total = 0
     for seg in index.inverted.segments:
         weights = np.asarray(seg.postings_weights)
@@ -44,7 +45,7 @@ def prune_postings(index: Index, threshold: float) -> float:
             real = weights.astype(np.float32) * per_term
         else:
             real = weights.astype(np.float32)
-        keep = real >= threshold
+        keep = real > threshold
         cumulative = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
         seg.postings_offsets = cumulative[np.asarray(seg.postings_offsets)]
         seg.postings_docs = np.ascontiguousarray(np.asarray(seg.postings_docs)[keep])
@@ -55,8 +56,9 @@ def prune_postings(index: Index, threshold: float) -> float:
     return kept / max(total, 1)
 
 
-def measure(dataset: Path, index_dir: Path, thresholds: list[float], ks: list[int]) -> dict[str, Any]:
-    ds = load_beir(dataset, "test")
+def measure(dataset: Path, index_dir: Path, thresholds: list[float], ks: list[int], split: str = "test"
+            ) -> dict[str, Any]:
+    ds = load_beir(dataset, split)
     query_ids = list(ds.queries)
     texts = [ds.queries[q] for q in query_ids]
     out: dict[str, Any] = {}
@@ -74,7 +76,7 @@ def measure(dataset: Path, index_dir: Path, thresholds: list[float], ks: list[in
             offsets = index.inverted.segments[0].postings_offsets
             postings = float(np.mean([np.diff(offsets)[queries.row(i)[0]].sum() for i in range(len(texts))]))
             matched = float(np.mean([len(h.scores) for h in index.search_batch(texts, index.n_docs)]))
-            ms = paired_latencies_ms({"bm25": bm25.search, "learned": index.search}, texts, ks)
+            ms = paired_latencies_ms({"bm25": bm25.search, "learned": index.search}, texts, ks, rounds=20)
             ratios = {k: {s: ms["learned"][k][s] / ms["bm25"][k][s] for s in ("p50", "mean")} for k in ms["bm25"]}
             out[str(t)] = {"postings_kept": kept, "ndcg_cut_10": ndcg, "postings_per_query": postings,
                            "matched_per_query": matched, "latency_ms": ms, "ratio_vs_bm25": ratios}
@@ -89,7 +91,7 @@ def plot(results: dict[str, Any], thresholds: list[float], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in results if n != "mean"]
+    names = [n for n in results if n not in ("mean", "splits")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ks = list(results[names[0]][str(thresholds[0])]["ratio_vs_bm25"])
     for name in names:
@@ -121,17 +123,23 @@ def main() -> None:
     ap.add_argument("--index", action="append", required=True, metavar="DATASET=DIR")
     ap.add_argument("--thresholds", default="0,0.05,0.1,0.2,0.3")
     ap.add_argument("--k", default="10,1000")
+    ap.add_argument("--splits", default="", metavar="DATASET=SPLIT,...",
+                    help="qrels split per dataset (default test), e.g. scifact=train,nfcorpus=dev to choose t "
+                         "without the test queries")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--plot", type=Path)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     ks = [int(k) for k in args.k.split(",")]
-    results: dict[str, Any] = {}
+    splits = dict(item.split("=", 1) for item in args.splits.split(",") if item)
+    results: dict[str, Any] = {"splits": {}}
     for item in args.index:
         name, _, directory = item.partition("=")
-        results[name] = measure(args.data / "beir" / name, Path(directory), thresholds, ks)
-    names = list(results)
+        split = splits.get(name, "test")
+        results["splits"][name] = split
+        results[name] = measure(args.data / "beir" / name, Path(directory), thresholds, ks, split)
+    names = [n for n in results if n != "splits"]
     results["mean"] = {str(t): float(np.mean([results[n][str(t)]["ndcg_cut_10"] for n in names])) for t in thresholds}
     results["mean"]["bm25"] = float(np.mean([results[n]["bm25_ndcg_cut_10"] for n in names]))
     args.out.parent.mkdir(parents=True, exist_ok=True)

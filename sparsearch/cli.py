@@ -39,7 +39,8 @@ ENCODERS = ("bm25", "splade", "inference-free")
 
 
 def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
-             doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto"):  # type: ignore[no-untyped-def]
+             doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto",
+             doc_threshold: float = 0.0):  # type: ignore[no-untyped-def]
     """The encoder a command asked for; learned ones need ``--model DIR``."""
     if name == "bm25":
         return _bm25_encoder(k1, b)
@@ -50,7 +51,7 @@ def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] =
     if not model.is_dir():
         raise SparsearchError(f"--model {model}: no such folder")
     settings = dict(model_dir=str(model.resolve()), max_length=max_length, batch_size=batch_size, device=device,
-                    doc_top_k=doc_top_k)
+                    doc_top_k=doc_top_k, doc_threshold=doc_threshold)
     if name == "splade":
         from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
 
@@ -75,6 +76,8 @@ def index(
     model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
     max_length: int = typer.Option(256, help="Token limit of learned encoders."),
     doc_top_k: Optional[int] = typer.Option(None, help="Keep the k largest weights per document (learned)."),
+    doc_threshold: float = typer.Option(0.0, help="Drop document weights at or below this (learned): static "
+                                        "pruning, fewer postings and faster queries for a little quality."),
     batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
@@ -85,7 +88,7 @@ def index(
     from sparsearch.engine import Index
 
     try:
-        enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device)
+        enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device, doc_threshold)
         t = time.perf_counter()
         idx = Index.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
                           total=count_lines(corpus) if progress else None)
@@ -139,6 +142,8 @@ def eval_command(
     model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
     max_length: int = typer.Option(256, help="Token limit of learned encoders."),
     doc_top_k: Optional[int] = typer.Option(None, help="Keep the k largest weights per document (learned)."),
+    doc_threshold: float = typer.Option(0.0, help="Drop document weights at or below this (learned): static "
+                                        "pruning, fewer postings and faster queries for a little quality."),
     batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
     speed: bool = typer.Option(True, help="Measure QPS and latency."),
@@ -147,7 +152,8 @@ def eval_command(
     from sparsearch.eval.beir import EvalSettings, evaluate_beir
 
     try:
-        enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device)
+        enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device,
+                                               doc_threshold)
         result = evaluate_beir(dataset, index_dir, encoder=enc,
                                settings=EvalSettings(split=split, k=k, measure_speed=speed), run_path=run)
     except (SparsearchError, ValueError, OSError) as e:

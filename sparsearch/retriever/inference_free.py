@@ -20,6 +20,7 @@ import numpy as np
 
 from sparsearch.index.config import Scoring
 from sparsearch.retriever.idf import idf_vector, parse_idf, read_idf_json, special_token_ids
+from sparsearch.retriever.splade import check_document_settings
 from sparsearch.retriever.wordpiece_fast import FastWordPiece
 from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets
 
@@ -35,6 +36,9 @@ class InferenceFreeConfig:
     doc_top_k: int | None = None
     doc_threshold: float = 0.0
     exact_screening: bool = True
+
+    def __post_init__(self) -> None:
+        check_document_settings(self.max_length, self.batch_size, self.doc_top_k, self.doc_threshold)
 
 
 class IdfQueryEncoder:

@@ -42,14 +42,21 @@ class SpladeConfig:
     exact_screening: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_length < 4 or self.query_max_length < 4:
-            raise ValueError(f"max_length must be >= 4, got {self.max_length}/{self.query_max_length}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.doc_top_k is not None and self.doc_top_k < 1:
-            raise ValueError(f"doc_top_k must be >= 1 or None, got {self.doc_top_k}")
-        if self.doc_threshold < 0:
-            raise ValueError(f"doc_threshold must be >= 0, got {self.doc_threshold}")
+        if self.query_max_length < 4:
+            raise ValueError(f"max_length must be >= 4, got query_max_length {self.query_max_length}")
+        check_document_settings(self.max_length, self.batch_size, self.doc_top_k, self.doc_threshold)
+
+
+def check_document_settings(max_length: int, batch_size: int, doc_top_k: int | None, doc_threshold: float) -> None:
+    """Reject document-encoding settings that would fail deep inside torch or silently index nothing."""
+    if max_length < 4:
+        raise ValueError(f"max_length must be >= 4, got {max_length}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if doc_top_k is not None and doc_top_k < 1:
+        raise ValueError(f"doc_top_k must be >= 1 or None, got {doc_top_k}")
+    if doc_threshold < 0:
+        raise ValueError(f"doc_threshold must be >= 0, got {doc_threshold}")
 
 
 def _torch():  # type: ignore[no-untyped-def]

@@ -61,6 +61,34 @@ def test_eval_inference_free_report(inference_free_mlm: Path, eval_slice: Path, 
     assert "non-zeros per document" in r.stdout and "docs/s" in r.stdout
 
 
+def test_index_doc_threshold_prunes_postings(inference_free_mlm: Path, eval_slice: Path, tmp_path: Path) -> None:
+    """``index --doc-threshold t`` keeps exactly the document weights above t (static pruning at build time)."""
+    from sparsearch.engine import Index
+
+    docs = list(read_corpus(eval_slice))
+    vectors = plain_splade(inference_free_mlm, [d.contents for d in docs], max_length=128)
+    vectors[:, :5] = 0.0  # special tokens are dropped from inference-free documents
+    t = float(np.median(vectors[vectors > 0]))  # drops about half the postings
+    common = ("--encoder", "inference-free", "--model", inference_free_mlm, "--device", "cpu", "--max-length", 128,
+              "--no-progress")
+    assert cli("index", eval_slice, "--out", tmp_path / "full", *common).exit_code == 0
+    r = cli("index", eval_slice, "--out", tmp_path / "pruned", *common, "--doc-threshold", t)
+    assert r.exit_code == 0, r.output
+    full, pruned = Index.open(tmp_path / "full"), Index.open(tmp_path / "pruned")
+    assert pruned.info()["encoder"]["doc_threshold"] == t  # recorded in the manifest
+    near = int((np.abs(vectors - t) < 1e-5).sum())  # float32 vs plain float64 rounding may tip these either way
+    assert (vectors > t).sum() - near <= pruned.inverted.n_postings <= (vectors > t).sum() + near
+    assert pruned.inverted.n_postings < 0.6 * full.inverted.n_postings
+    # What is kept scores as before: a query's scores over the pruned index never exceed the full index's.
+    query = docs[0].contents[:200]
+    top_full, top_pruned = full.search(query, 200), pruned.search(query, 200)
+    full_scores = dict(zip(top_full.ids, top_full.scores))
+    assert all(s <= full_scores[i] + 1e-5 for i, s in zip(top_pruned.ids, top_pruned.scores))
+    one_line_error(cli("index", eval_slice, "--out", tmp_path / "bad", *common, "--doc-threshold", -1),
+                   "doc_threshold")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_eval_splade_without_model_is_a_one_line_error(eval_slice: Path) -> None:
     one_line_error(cli("eval", eval_slice, "--encoder", "splade", "--no-speed"), "--model")
     one_line_error(cli("eval", eval_slice, "--encoder", "inference-free"), "--model")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sparsearch.retriever.inference_free import InferenceFreeConfig
 from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder, SpladeModel, dense_to_sparse, permute_rows
 from sparsearch.types import Document, SparseBatch
 
@@ -123,6 +124,9 @@ def test_splade_encoder_interface(tiny_mlm: Path) -> None:
 def test_splade_config_validation(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SpladeConfig(model_dir="m", **kwargs)
+    if "query_max_length" not in kwargs:  # the inference-free document side checks the same settings
+        with pytest.raises(ValueError, match=message):
+            InferenceFreeConfig(model_dir="m", **kwargs)
 
 
 def test_dense_to_sparse_by_hand() -> None:
