@@ -100,13 +100,13 @@ def plot(results: dict[str, Any], thresholds: list[float], out: Path) -> None:
             axes[0].plot(thresholds, [r[str(t)]["ratio_vs_bm25"][k]["p50"] for t in thresholds], style,
                          label=f"{name}, k = {k}")
     axes[0].axhline(1.1, color="grey", ls=":", lw=1, label="target: 1.1× BM25")
-    axes[0].set_xlabel("weight threshold t (postings with weight < t dropped)")
+    axes[0].set_xlabel("weight threshold t (postings with weight ≤ t dropped)")
     axes[0].set_ylabel("p50 latency ÷ BM25's (side by side)")
     axes[0].legend(fontsize=7)
     mean = [results["mean"][str(t)] for t in thresholds]
     axes[1].plot(thresholds, mean, "o-", label="learned, mean of the sets")
     axes[1].axhline(results["mean"]["bm25"] + 0.03, color="grey", ls=":", label="target: BM25 + 0.03")
-    axes[1].set_xlabel("weight threshold t (postings with weight < t dropped)")
+    axes[1].set_xlabel("weight threshold t (postings with weight ≤ t dropped)")
     axes[1].set_ylabel("mean NDCG@10 of the sets")
     axes[1].legend(fontsize=7)
     for ax in axes:
