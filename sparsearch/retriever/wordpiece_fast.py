@@ -197,17 +197,7 @@ class FastWordPiece:
                 return None
         if _CONTROL.search(lowered):
             lowered = _CONTROL.sub("", lowered)
-        cache = self._cache
-        out: list[int] = []
-        for word in _ASCII_WORDS.findall(lowered):
-            pieces = cache.get(word)
-            if pieces is None:
-                pieces = self._pieces(word)
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[word] = pieces
-            out.extend(pieces)
-        return out
+        return self._word_ids(_ASCII_WORDS.findall(lowered))
 
     def _non_ascii_ids(self, text: str) -> list[int] | None:
         if not self.non_ascii:
@@ -218,9 +208,13 @@ class FastWordPiece:
         normalized = text.translate(_CHARS)
         if _DECLINED in normalized:
             return None
+        return self._word_ids(normalized.split())
+
+    def _word_ids(self, words: list[str]) -> list[int]:
+        """The pieces of already-split words, each word's looked up in (or added to) the cache."""
         cache = self._cache
         out: list[int] = []
-        for word in normalized.split():
+        for word in words:
             pieces = cache.get(word)
             if pieces is None:
                 pieces = self._pieces(word)
