@@ -3,7 +3,7 @@
 An inference-free query costs tokenization plus the inverted index, so the
 tokenizer is on the latency path.  Hugging Face ``tokenizers`` is fast per
 character but has a fixed cost per call: it builds offsets, alignments and
-an ``Encoding`` object for one string, ~45 µs on a 20-word SciFact query,
+an ``Encoding`` object for one string, 30-45 µs on a 20-word SciFact query (load-dependent),
 more than twice our Lucene analyzer (~19 µs).  Queries are short and their
 words repeat, so this module re-implements the one pipeline the shipped
 models use -- ``BertNormalizer(clean_text, handle_chinese_chars, lowercase,
