@@ -41,15 +41,6 @@ def fast(bert_tokenizer: Tokenizer) -> FastWordPiece:
     return wp
 
 
-@pytest.fixture()
-def beir_root(request: pytest.FixtureRequest) -> Path:
-    """The shared data folder (``SPARSEARCH_DATA`` or ../shared/data), or skip."""
-    try:
-        return request.getfixturevalue("data_root")
-    except RuntimeError as e:
-        pytest.skip(str(e))
-
-
 def reference(tok: Tokenizer, text: str) -> list[int]:
     return tok.encode(text, add_special_tokens=False).ids
 
@@ -64,11 +55,11 @@ def beir_texts(data_root: Path, name: str) -> tuple[list[str], list[str]]:
 
 
 def test_equal_to_tokenizers_on_real_queries_and_documents(bert_tokenizer: Tokenizer, fast: FastWordPiece,
-                                                           beir_root: Path) -> None:
+                                                           data_root: Path) -> None:
     """All queries, the first 300 documents, and every document with a non-ASCII character."""
     texts: list[str] = []
     for name in ("scifact", "nfcorpus"):
-        queries, documents = beir_texts(beir_root, name)
+        queries, documents = beir_texts(data_root, name)
         texts += queries + documents[:300] + [d for d in documents[300:] if not d.isascii()]
     references = [e.ids for e in bert_tokenizer.encode_batch(texts, add_special_tokens=False)]
     non_ascii = 0
@@ -85,8 +76,8 @@ def test_equal_to_tokenizers_on_real_queries_and_documents(bert_tokenizer: Token
 
 @needs_verified_unicode
 def test_non_ascii_scifact_queries_take_the_fast_path(bert_tokenizer: Tokenizer, fast: FastWordPiece,
-                                                      beir_root: Path) -> None:
-    queries = [q for q in beir_texts(beir_root, "scifact")[0] if not q.isascii()]
+                                                      data_root: Path) -> None:
+    queries = [q for q in beir_texts(data_root, "scifact")[0] if not q.isascii()]
     assert any("α" in q for q in queries)
     for query in queries:
         assert fast.ids(query) == reference(bert_tokenizer, query), query
