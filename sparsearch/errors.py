@@ -58,3 +58,37 @@ class IndexExistsError(SparsearchError, FileExistsError):
 
 class MissingDependencyError(SparsearchError, ImportError):
     """An optional dependency is needed; the message holds the install command."""
+
+
+class StorageError(SparsearchError, OSError):
+    """The disk refused a write, fsync or rename (EIO and the like).
+
+    Raised after the operation was rolled back: what was acknowledged before
+    is intact, and the failed request had no effect.  ``errno`` and
+    ``filename`` say what failed where; the service answers 503.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StorageFullError(StorageError):
+    """No space left on the device (ENOSPC, EDQUOT); the service answers 507."""
+
+
+class TooManyOpenFilesError(StorageError):
+    """The process ran out of file descriptors (EMFILE, ENFILE): a limit, not corruption."""
+
+
+class IndexClosedError(SparsearchError, RuntimeError):
+    """An operation on an index (or collection) that was closed or dropped meanwhile."""
+
+
+class IndexLockedError(SparsearchError, RuntimeError):
+    """Another writer (process or live index) holds this index directory's lock; names the holder."""
