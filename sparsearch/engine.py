@@ -25,11 +25,12 @@ from sparsearch.index.inverted import InvertedIndex, TopK
 from sparsearch.index.manifest import Manifest, SegmentInfo
 from sparsearch.index.merge import MergePolicy, merge_segments, plan_merge
 from sparsearch.index.segment import Segment, build_segment, write_segment
-from sparsearch.index.storage import directory_bytes, fsync_files, save_array, write_bytes
+from sparsearch.index.storage import directory_bytes, disk_errors, fsync_files, save_array, write_bytes
 from sparsearch.index.writer import (
     collect_garbage,
     commit,
     generation_names,
+    manifest_in_force,
     prepare_directory,
     writer_lock,
 )
@@ -142,9 +143,41 @@ class Index:
             # Leftovers of a crashed write are unreferenced: sweep them first.
             collect_garbage(directory, previous or Manifest(0, {}, {}, {}, []))
             generation = (previous.generation + 1) if previous else 1
-            self.inverted = self._write_generation(directory, generation,
-                                                   [(None, seg, False) for seg in self.inverted.segments])
+            self.inverted = self._commit_generation(directory, generation,
+                                                    [(None, seg, False) for seg in self.inverted.segments])
         self.path = directory
+
+    def _commit_generation(self, directory: Path, generation: int,
+                           parts: Sequence[tuple[SegmentInfo | None, Segment, bool]]) -> InvertedIndex:
+        """:meth:`_write_generation`, leaving the directory clean when the disk fails midway.
+
+        A failed write (full disk, I/O error) leaves files of the new
+        generation behind; they are swept here, relative to whatever manifest
+        is really in force on disk, so the next attempt starts clean instead of
+        tripping over them.  The error reaching the caller names the cause.
+        """
+        try:
+            with disk_errors(f"committing {directory}"):
+                on_disk = manifest_in_force(directory)
+                collect_garbage(directory, on_disk or Manifest(0, {}, {}, {}, []))
+                return self._write_generation(directory, generation, parts)
+        except BaseException:
+            try:
+                on_disk = manifest_in_force(directory)
+                collect_garbage(directory, on_disk or Manifest(0, {}, {}, {}, []))
+            except Exception:  # the sweep is best effort: the next commit sweeps again
+                log.warning("could not sweep %s after a failed commit", directory, exc_info=True)
+            raise
+
+    def reload(self) -> None:
+        """Adopt the manifest in force on disk (after a failed commit whose rename may have happened)."""
+        if self.path is None:
+            return
+        manifest = manifest_in_force(self.path)
+        if manifest is not None and (self.inverted.manifest is None
+                                     or manifest.generation != self.inverted.manifest.generation):
+            self.inverted = InvertedIndex.open(self.path, manifest)
+            self._live = None
 
     def _write_generation(self, directory: Path, generation: int,
                           parts: Sequence[tuple[SegmentInfo | None, Segment, bool]]) -> InvertedIndex:
@@ -222,11 +255,13 @@ class Index:
             n += found
         return n
 
-    def commit(self) -> None:
+    def commit(self, encoded: SparseBatch | None = None) -> None:
         """Apply queued adds and deletes: a new segment, new deletion masks, one atomic manifest swap.
 
         Collection statistics are recomputed over live documents, so scores
         afterwards equal those of a fresh build over the same documents.
+        ``encoded``: the queued documents' vectors, in queue order, when the
+        caller already has them (a live index's buffer), to skip re-encoding.
         """
         if not self._pending and not self._pending_deletes:
             return
@@ -244,7 +279,7 @@ class Index:
         new: list[Segment] = []
         if self._pending:
             docs = list(self._pending.values())
-            vectors = self.encoder.encode_documents(docs)
+            vectors = encoded if encoded is not None else self.encoder.encode_documents(docs)
             fields = self.inverted.config.stored_fields
             new.append(build_segment(vectors, [d.doc_id for d in docs], [_stored(d, fields) for d in docs],
                                      self.encoder.n_terms, self.inverted.config))
@@ -256,7 +291,13 @@ class Index:
                 generation = (previous.generation if previous else 0) + 1
                 infos = previous.segments if previous else []
                 parts = list(zip(infos, kept, changed)) + [(None, seg, False) for seg in new]
-                self.inverted = self._write_generation(self.path, generation, parts)
+                try:
+                    self.inverted = self._commit_generation(self.path, generation, parts)
+                except BaseException:
+                    self.reload()
+                    if self.inverted.manifest is not None and self.inverted.manifest.generation == generation:
+                        self._pending, self._pending_deletes = {}, set()  # the rename took effect
+                    raise
         self._pending = {}
         self._pending_deletes = set()
         self._live = None
@@ -290,7 +331,11 @@ class Index:
         else:
             with writer_lock(self.path):
                 generation = self.inverted.manifest.generation + 1 if self.inverted.manifest else 1
-                self.inverted = self._write_generation(self.path, generation, parts)
+                try:
+                    self.inverted = self._commit_generation(self.path, generation, parts)
+                except BaseException:
+                    self.reload()
+                    raise
         self._live = None
         return True
 

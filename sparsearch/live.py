@@ -1,42 +1,54 @@
 """A live index: durable single-document writes, searchable at once, while searches run.
 
-Writes go to a write-ahead log (one JSON line per request, fsynced before the
-write is acknowledged; concurrent writers share fsyncs, a group commit) and into an in-memory buffer segment that is rebuilt
-(inverted by the Numba kernels, milliseconds for thousands of documents) and
-published with every write.  Every so often the buffer is flushed: its
-documents become an immutable on-disk segment through the ordinary atomic
-manifest commit, and the log is emptied.  After ``kill -9`` the log is
-replayed on open, so every acknowledged write is back; a torn last line was
-never acknowledged and is dropped.
+A write is prepared (validated and encoded), appended to the write-ahead log
+(:mod:`sparsearch.wal`) and fsynced, and only then applied to an in-memory
+buffer segment and published to readers.  So a write that fails on the disk
+(full, I/O error) has no effect at all: the log is cut back to its last good
+record, nothing is applied, and the caller gets the cause.  Writers that
+arrive while one is on the disk queue up and the next of them commits the
+whole queue with one fsync (group commit).
+
+Every so often the buffer is flushed: its documents become an immutable
+on-disk segment through the ordinary atomic manifest commit, and the log is
+emptied.  A flush that fails (full disk) leaves the last good manifest in
+force, sweeps its partial files, keeps the buffer and log, and is retried
+later by the shared flush scheduler.  After ``kill -9`` the log is replayed
+on open as one batch (one encoding pass, one segment), so recovery costs
+about as much as indexing the logged documents once.
 
 Readers take one snapshot (committed segments with their deletion masks,
 plus the buffer segment) per search, published by a single reference swap,
 so a search never sees half of a batch.  Collection statistics cover the
 whole snapshot, so scores equal a fresh build's at every moment.
+
+The live index holds its directory's writer lock for its whole life, so no
+other process (``sparsearch add``, a second server) can write into it.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from sparsearch.engine import Index
-from sparsearch.errors import IndexFormatError
+from sparsearch.errors import IndexClosedError, IndexFormatError, InputError, SparsearchError
+from sparsearch.flush_scheduler import scheduler
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.inverted import InvertedIndex
 from sparsearch.index.merge import MergePolicy
 from sparsearch.index.segment import Segment, build_segment
-from sparsearch.index.storage import fsync_path, write_bytes_atomic
+from sparsearch.index.storage import disk_errors, fsync_path, write_bytes
+from sparsearch.index.writer import writer_lock
 from sparsearch.protocols import SparseEncoder
 from sparsearch.types import Document, SparseBatch
+from sparsearch.wal import WriteAheadLog, encode_record
 
 log = logging.getLogger(__name__)
 
@@ -47,55 +59,69 @@ INDEX_DIR = "index"
 
 @dataclass(frozen=True)
 class LiveSettings:
-    """When the buffer becomes an on-disk segment (after this many documents or seconds), and merging."""
+    """When the buffer becomes an on-disk segment, and merging.
+
+    A flush happens after ``flush_docs`` buffered documents, ``flush_bytes``
+    of log, or ``flush_seconds`` — whichever comes first.  The byte bound
+    keeps recovery after a crash short whatever the document sizes.
+    """
 
     flush_docs: int = 10_000
     flush_seconds: float = 30.0
+    flush_bytes: int = 64 * 2**20
     merge: MergePolicy = MergePolicy()
 
 
 @dataclass
 class Snapshot:
-    """What one search sees: an immutable inverted index and the ids of its buffer documents."""
+    """What one search sees: an immutable inverted index."""
 
     inverted: InvertedIndex
     generation: int
+
+
+@dataclass
+class _Request:
+    """One caller's write, waiting in the group-commit queue."""
+
+    op: str
+    docs: list[Document]
+    ids: list[str]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
 
 
 class LiveIndex:
     def __init__(self, path: Path, settings: LiveSettings = LiveSettings()) -> None:
         self.path = Path(path)
         self.settings = settings
-        self.index = Index.open(self.path / INDEX_DIR)
-        self._lock = threading.RLock()
-        self._buffer: dict[str, tuple[Document, SparseBatch]] = {}
-        # The buffer is searchable as small in-memory segments, one per write, with mutable
-        # deletion masks; a write costs O(its own documents), and the parts are consolidated
-        # into one when they pile up.
-        self._parts: list[tuple[Segment, np.ndarray]] = []
-        self._where: dict[str, tuple[int, int]] = {}
-        self._deleted: set[str] = set()  # committed documents deleted or replaced since the last flush
-        self._last_flush = time.monotonic()
-        self._generation = 0
-        self._replay_wal()
-        self._wal = open(self.path / WAL_NAME, "ab")
-        self._sync_lock = threading.Lock()
-        self._epoch = 0
-        self._appended = self._synced = 0
-        self._publish()
-        self._closed = threading.Event()
-        self._timer = threading.Thread(target=self._flush_when_due, name=f"flush-{self.path.name}", daemon=True)
-        self._timer.start()
-
-    def _flush_when_due(self) -> None:
-        """Background flushing: buffered writes reach a segment within ``flush_seconds`` even when idle."""
-        while not self._closed.wait(min(1.0, self.settings.flush_seconds)):
-            try:
-                with self._lock:
-                    if not self._closed.is_set():
-                        self._maybe_flush()
-            except Exception:  # pragma: no cover - logged; the log still holds every write
-                log.exception("background flush of %s failed", self.path)
+        self._lock = threading.RLock()  # the write lock: log order is apply order
+        self._queue: list[_Request] = []
+        self._queue_lock = threading.Lock()
+        self._closed = False
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(writer_lock(self.path / INDEX_DIR))
+        try:
+            self.index = Index.open(self.path / INDEX_DIR)
+            self._buffer: dict[str, tuple[Document, SparseBatch]] = {}
+            # The buffer is searchable as small in-memory segments, one per group commit, with
+            # mutable deletion masks; a write costs O(its own documents), and the parts are
+            # consolidated into one when they pile up.
+            self._parts: list[tuple[Segment, np.ndarray]] = []
+            self._where: dict[str, tuple[int, int]] = {}
+            self._deleted: set[str] = set()  # committed documents deleted or replaced since the last flush
+            self._last_flush = time.monotonic()
+            self._flush_failures = 0
+            self._generation = 0
+            self._wal = WriteAheadLog(self.path / WAL_NAME)
+            self._replay(self._wal.read())
+            self._wal.open()
+            self._publish()
+        except BaseException:
+            self._held.close()
+            raise
+        scheduler().register(self)
 
     # ------------------------------------------------------------ creation
 
@@ -104,44 +130,93 @@ class LiveIndex:
                settings: LiveSettings = LiveSettings()) -> "LiveIndex":
         """An empty live index at ``path`` (which must not exist yet)."""
         path = Path(path)
-        path.mkdir(parents=True)
-        cfg = config or IndexConfig(stored_fields=("title", "text", "metadata"))
-        Index.build([], path=path / INDEX_DIR, encoder=encoder, config=cfg)
-        (path / WAL_NAME).touch()
-        fsync_path(path)
+        with disk_errors(f"creating {path}"):
+            path.mkdir(parents=True)
+            cfg = config or IndexConfig(stored_fields=("title", "text", "metadata"))
+            Index.build([], path=path / INDEX_DIR, encoder=encoder, config=cfg)
+            write_bytes(path / WAL_NAME, b"")
+            fsync_path(path)
         return cls(path, settings)
 
     # ------------------------------------------------------------ writes
 
     def upsert(self, documents: Sequence[Document]) -> None:
         """Add or replace documents; durable (logged and fsynced) when this returns."""
-        with self._lock:
-            ticket = self._log({"op": "upsert", "docs": [_doc_to_json(d) for d in documents]})
-            self._apply_upsert(documents)
-            self._publish()
-            self._maybe_flush()
-        self._sync(ticket)
+        self._submit(_Request("upsert", list(documents), []))
 
     def delete(self, ids: Iterable[str]) -> list[str]:
         """Delete documents by id; returns the ids that existed. Durable when this returns."""
+        return self._submit(_Request("delete", [], list(dict.fromkeys(ids))))
+
+    def _submit(self, request: _Request) -> Any:
+        """Group commit: queue the request; whoever holds the write lock next commits the whole queue."""
+        self._check_open()
+        with self._queue_lock:
+            self._queue.append(request)
         with self._lock:
-            found = [i for i in dict.fromkeys(ids) if self._exists(i)]
-            if not found:
-                return found
-            ticket = self._log({"op": "delete", "ids": found})
-            self._apply_delete(found)
+            if not request.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(batch)
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _commit_batch(self, batch: list[_Request]) -> None:
+        """Prepare each request, log them all with one fsync, then apply them in order."""
+        if self._closed:
+            for r in batch:
+                r.error, r.done = IndexClosedError(f"{self.path}: the index was closed"), True
+            return
+        prepared: list[tuple[_Request, bytes, Callable[[], Any]]] = []
+        present: dict[str, bool] = {}  # existence of ids after the earlier requests of this batch
+        for r in batch:
+            try:
+                prepared.append(self._prepare(r, present))
+            except BaseException as e:  # bad input: this request fails alone
+                r.error, r.done = _user_error(e), True
+        logged = [(r, apply) for r, data, apply in prepared if data]
+        try:
+            if logged:
+                self._wal.append(b"".join(data for _, data, _ in prepared))
+        except BaseException as e:
+            for r, _, _ in prepared:
+                r.error, r.done = e, True
+            return
+        for r, data, apply in prepared:
+            r.result, r.done = apply(), True
+        if logged:
             self._publish()
-        self._sync(ticket)
-        return found
+            try:
+                self._maybe_flush()
+            except Exception:  # the writes are durable in the log; the flush is retried later
+                log.warning("flush of %s failed; will retry", self.path, exc_info=True)
+
+    def _prepare(self, r: _Request, present: dict[str, bool]) -> tuple[_Request, bytes, Callable[[], Any]]:
+        """Validate and encode a request (nothing applied yet); returns its log bytes and its apply step."""
+        if r.op == "upsert":
+            docs = r.docs
+            record = {"op": "upsert", "docs": [_doc_to_json(d) for d in docs]}
+            data = encode_record(record) if docs else b""
+            unique = list(_last_wins(docs).values())
+            vectors = self.index.encoder.encode_documents(unique) if unique else SparseBatch.empty()
+            for d in docs:
+                present[d.doc_id] = True
+            return r, data, lambda: self._apply_upsert(unique, vectors)
+        found = [i for i in r.ids if present.get(i, self._exists(i))]
+        for i in found:
+            present[i] = False
+        data = encode_record({"op": "delete", "ids": found}) if found else b""
+        return r, data, lambda: self._apply_delete(found) or found
 
     def _exists(self, doc_id: str) -> bool:
         if doc_id in self._buffer:
             return True
         return doc_id not in self._deleted and doc_id in self.index.live_ids()
 
-    def _apply_upsert(self, documents: Sequence[Document]) -> None:
-        docs = list({d.doc_id: d for d in documents}.values())  # a repeated id within one batch: last wins
-        batch = self.index.encoder.encode_documents(docs)
+    def _apply_upsert(self, docs: Sequence[Document], batch: SparseBatch) -> None:
+        if not docs:
+            return
         live = self.index.live_ids()
         for i, doc in enumerate(docs):
             lo, hi = batch.offsets[i], batch.offsets[i + 1]
@@ -185,86 +260,117 @@ class LiveIndex:
             self._parts.append((self._segment_of(docs, vectors), np.zeros(len(docs), np.uint8)))
             self._where = {d.doc_id: (0, i) for i, d in enumerate(docs)}
 
-    # ------------------------------------------------------------ log
+    # ------------------------------------------------------------ recovery
 
-    def _log(self, record: dict[str, Any]) -> tuple[int, int]:
-        """Append a record (under the write lock, so log order is apply order); returns its sync ticket."""
-        self._wal.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
-        self._wal.flush()
-        self._appended += 1
-        return self._epoch, self._appended
-
-    def _sync(self, ticket: tuple[int, int]) -> None:
-        """Group commit: one fsync makes every record appended so far durable, for all waiting writers.
-
-        Runs outside the write lock, so writers queue on the disk together
-        instead of one after another.  A record whose log was already emptied
-        by a flush (a newer epoch) is durable in a committed segment.
-        """
-        epoch, n = ticket
-        with self._sync_lock:
-            if self._epoch != epoch or self._synced >= n:
-                return
-            target = self._appended
-            os.fsync(self._wal.fileno())
-            self._synced = target
-
-    def _replay_wal(self) -> None:
-        wal = self.path / WAL_NAME
-        if not wal.exists():
-            return
-        data = wal.read_bytes()
-        lines = data.split(b"\n")
-        complete, torn = lines[:-1], lines[-1]
-        if torn:
-            log.warning("%s: dropping a torn last record (%d bytes) never acknowledged", wal, len(torn))
-            write_bytes_atomic(wal, b"\n".join(complete) + (b"\n" if complete else b""))
-        for n, line in enumerate(complete, start=1):
+    def _replay(self, records: list[dict[str, Any]]) -> None:
+        """Apply logged records as one batch: fold them to final states, encode the survivors once."""
+        final: dict[str, Document] = {}
+        touched: set[str] = set()
+        for n, record in enumerate(records, start=1):
             try:
-                record = json.loads(line)
                 if record["op"] == "upsert":
-                    self._apply_upsert([_doc_from_json(d) for d in record["docs"]])
-                elif record["op"] == "delete":
-                    self._apply_delete(record["ids"])
+                    for obj in record["docs"]:
+                        doc = _doc_from_json(obj)
+                        final.pop(doc.doc_id, None)
+                        final[doc.doc_id] = doc
+                        touched.add(doc.doc_id)
                 else:
-                    raise ValueError(f"unknown op {record['op']!r}")
-            except (ValueError, KeyError, TypeError) as e:
-                raise IndexFormatError(f"{wal}:{n}: corrupt write-ahead log record ({e})") from None
+                    for doc_id in record["ids"]:
+                        final.pop(str(doc_id), None)
+                        touched.add(str(doc_id))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise IndexFormatError(f"{self.path / WAL_NAME}: record {n} is malformed ({e})") from None
+        live = self.index.live_ids()
+        self._deleted = {i for i in touched if i in live}
+        docs = list(final.values())
+        if docs:
+            log.info("%s: replaying %d logged documents", self.path, len(docs))
+            self._apply_upsert(docs, self.index.encoder.encode_documents(docs))
+            self._consolidate()
 
     # ------------------------------------------------------------ flush
 
+    def log_bytes(self) -> int:
+        return self._wal.size
+
+    def flush_due(self, now: float | None = None) -> bool:
+        """Whether buffered writes should become a segment now (the scheduler asks every tick)."""
+        if not (self._buffer or self._deleted) or self._closed:
+            return False
+        now = time.monotonic() if now is None else now
+        if self._flush_failures:  # back off while the disk refuses: 1, 2, 4 ... 60 s
+            return now - self._last_flush >= min(60.0, 2.0 ** (self._flush_failures - 1))
+        return (len(self._buffer) >= self.settings.flush_docs or self._wal.size >= self.settings.flush_bytes
+                or now - self._last_flush >= self.settings.flush_seconds)
+
     def _maybe_flush(self) -> None:
-        if len(self._buffer) >= self.settings.flush_docs or (
-            (self._buffer or self._deleted) and time.monotonic() - self._last_flush >= self.settings.flush_seconds
-        ):
+        if self.flush_due():
             self.flush()
 
     def flush(self) -> None:
-        """Make the buffer an on-disk segment (atomic manifest commit), then empty the log."""
+        """Make the buffer an on-disk segment (atomic manifest commit), then empty the log.
+
+        On failure the last good manifest stays in force and the buffer and
+        log are kept (every acknowledged write is still there); the error is
+        raised and the scheduler retries with back-off.
+        """
         with self._lock:
             if self._buffer or self._deleted:
-                self.index.delete(self._deleted)
-                self.index.add(doc for doc, _ in self._buffer.values())
-                self.index.commit()
+                before = self.index.inverted.manifest.generation if self.index.inverted.manifest else 0
+                try:
+                    self.index.delete(self._deleted)
+                    self.index.add(doc for doc, _ in self._buffer.values())
+                    self.index.commit(encoded=SparseBatch.concatenate([v for _, v in self._buffer.values()]))
+                except BaseException:
+                    self.index._pending, self.index._pending_deletes = {}, set()
+                    after = self.index.inverted.manifest.generation if self.index.inverted.manifest else 0
+                    if after == before:
+                        self._flush_failures += 1
+                        self._last_flush = time.monotonic()
+                        raise
+                    log.warning("%s: the flush took effect although the disk reported an error", self.path)
                 self._buffer = {}
                 self._parts, self._where = [], {}
                 self._deleted = set()
-                while self.index.merge(self.settings.merge):
-                    pass
                 self._publish()
-            with self._sync_lock:
-                write_bytes_atomic(self.path / WAL_NAME, b"")
-                self._wal.close()
-                self._wal = open(self.path / WAL_NAME, "ab")
-                self._epoch += 1
-                self._appended = self._synced = 0
+                self._wal.reset()
+                self._merge()
+            elif self._wal.size:
+                self._wal.reset()
+            self._flush_failures = 0
             self._last_flush = time.monotonic()
 
-    def close(self) -> None:
-        self._closed.set()
-        self._timer.join()
-        self.flush()
-        self._wal.close()
+    def _merge(self) -> None:
+        """Tiered merges after a flush; a failed merge changes nothing and is retried at the next flush."""
+        try:
+            while self.index.merge(self.settings.merge):
+                pass
+        except SparsearchError:
+            log.warning("merge in %s failed; the index is unchanged", self.path, exc_info=True)
+        self._publish()
+
+    def close(self, flush: bool = True) -> None:
+        """Stop writes, flush what is buffered (a failed flush is logged: the log keeps it), release the lock."""
+        with self._lock:
+            if self._closed:
+                return
+            scheduler().unregister(self)
+            if flush:
+                try:
+                    self.flush()
+                except SparsearchError:
+                    log.warning("%s: final flush failed; the log keeps every write", self.path, exc_info=True)
+            self._closed = True
+            self._wal.close()
+            self._held.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexClosedError(f"{self.path}: the index was closed")
 
     # ------------------------------------------------------------ snapshots and reads
 
@@ -293,6 +399,7 @@ class LiveIndex:
 
     def get(self, doc_id: str) -> dict[str, Any] | None:
         with self._lock:
+            self._check_open()
             if doc_id in self._buffer:
                 d = self._buffer[doc_id][0]
                 return {"title": d.title, "text": d.text, "metadata": d.metadata}
@@ -307,10 +414,12 @@ class LiveIndex:
         ``fields`` names the stored fields to decode (all when ``None``): a
         search that shows titles does not decode every hit's full text.
         """
+        self._check_open()
         wanted = None if fields is None else sorted(set(fields) | ({"metadata"} if filter else set()))
         snap = self._snapshot.inverted
         queries = self.index.encoder.encode_queries([query], snap.stats)
         n = snap.n_docs
+        k = min(k, max(n, 1))
         fetch = k if not filter else min(max(k * 10, 100), max(n, 1))
         while True:
             top = snap.search(queries, fetch, threads=1)
@@ -328,6 +437,22 @@ class LiveIndex:
             fetch = min(fetch * 4, n)
 
 
+def _user_error(error: BaseException) -> BaseException:
+    """Encoding errors of bad input reach the caller as input errors; others as they are."""
+    if isinstance(error, (SparsearchError, MemoryError)) or not isinstance(error, (ValueError, TypeError)):
+        return error
+    return InputError(str(error))
+
+
+def _last_wins(docs: Sequence[Document]) -> dict[str, Document]:
+    """A repeated id within one request: the last copy wins, in the position of its last occurrence."""
+    out: dict[str, Document] = {}
+    for d in docs:
+        out.pop(d.doc_id, None)
+        out[d.doc_id] = d
+    return out
+
+
 def _matches(metadata: dict[str, Any], filter: dict[str, Any]) -> bool:
     return all(metadata.get(key) == value for key, value in filter.items())
 
@@ -337,4 +462,5 @@ def _doc_to_json(doc: Document) -> dict[str, Any]:
 
 
 def _doc_from_json(obj: dict[str, Any]) -> Document:
-    return Document(obj["_id"], obj.get("title", ""), obj.get("text", ""), obj.get("metadata") or {})
+    return Document(str(obj["_id"]), obj.get("title", ""), obj.get("text", ""), obj.get("metadata") or {})
+
