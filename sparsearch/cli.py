@@ -104,17 +104,23 @@ def index(
 def search(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     query: str = typer.Argument(..., help="Query text."),
-    k: int = typer.Option(10, "-k", "--k", min=1, help="Number of hits."),
+    k: int = typer.Option(10, "-k", "--k", help="Number of hits (at least 1; more than the index holds gives all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search an index; prints rank, id, score and title."""
     from sparsearch.engine import Index
+    from sparsearch.eval.beir import effective_k
 
+    # k is checked here rather than with typer's min=1, whose message is a multi-line usage box;
+    # it is clamped to the document count because the search allocates k result slots.
     try:
+        effective_k(k, 1)
         idx = Index.open(index_dir)
-        hits = idx.search(query, k)
+        hits = idx.search(query, effective_k(k, idx.n_docs))
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
+    except MemoryError:
+        _fail(SparsearchError(f"not enough memory to search with k={k}; use a smaller -k"))
     rows = []
     for rank, (doc_id, score, internal) in enumerate(zip(hits.ids, hits.scores, hits.internal_ids), start=1):
         title = idx.stored_fields(int(internal)).get("title", "")
@@ -135,7 +141,7 @@ def eval_command(
     split: str = typer.Option("test", help="qrels split."),
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     run: Optional[Path] = typer.Option(None, help="Write the TREC run here."),
-    k: int = typer.Option(1000, "-k", "--k", min=1, help="Hits per query."),
+    k: int = typer.Option(1000, "-k", "--k", help="Hits per query (at least 1; clamped to the index's documents)."),
     encoder: str = typer.Option("bm25", help="Encoder when building: bm25, splade or inference-free."),
     k1: float = typer.Option(0.9, help="BM25 k1 when building."),
     b: float = typer.Option(0.4, help="BM25 b when building."),
@@ -149,15 +155,20 @@ def eval_command(
     speed: bool = typer.Option(True, help="Measure QPS and latency."),
 ) -> None:
     """Evaluate on a BEIR split: NDCG@10, Recall@100/1000, MRR@10, speed and size."""
-    from sparsearch.eval.beir import EvalSettings, evaluate_beir
+    from sparsearch.eval.beir import EvalSettings, effective_k, evaluate_beir
 
     try:
+        effective_k(k, 1)  # k < 1: one line, before any build
         enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device,
                                                doc_threshold)
+        # The warnings are printed below as "warning:" lines rather than logged, so they show once.
         result = evaluate_beir(dataset, index_dir, encoder=enc,
-                               settings=EvalSettings(split=split, k=k, measure_speed=speed), run_path=run)
+                               settings=EvalSettings(split=split, k=k, measure_speed=speed), run_path=run,
+                               log_warnings=False)
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
+    except MemoryError:
+        _fail(SparsearchError(f"not enough memory for the results of every query with k={k}; use a smaller -k"))
     text = json.dumps(result, indent=2)
     if report:
         report.write_text(text + "\n", encoding="utf-8")
@@ -172,6 +183,8 @@ def eval_command(
     if speed:
         typer.echo(f"QPS 1 thread {result['qps_1_thread']:.0f}, all threads {result['qps_all_threads']:.0f}; "
                    f"latency p50 {result['latency_ms']['p50']:.3f} ms, p99 {result['latency_ms']['p99']:.3f} ms")
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()

@@ -16,8 +16,9 @@ import numba
 from sparsearch.engine import Index
 from sparsearch.eval.bench import latencies_ms, peak_rss_bytes, throughput
 from sparsearch.eval.datasets import load_beir
-from sparsearch.eval.metrics import evaluate
-from sparsearch.eval.runs import ranking_run, write_trec
+from sparsearch.errors import InputError
+from sparsearch.eval.metrics import evaluate, judgement_warnings
+from sparsearch.eval.runs import ranking_run, trec_id_problem, write_trec
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.storage import directory_bytes
 from sparsearch.protocols import SparseEncoder
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalSettings:
+    """What to evaluate; ``k`` above the number of indexed documents is clamped to it (top-k of all)."""
+
     split: str = "test"
     k: int = 1000
     measure_speed: bool = True
@@ -79,6 +82,18 @@ def postings_touched(index: Index, queries: SparseBatch) -> float:
     return float(df[ids].sum()) / max(len(queries), 1)
 
 
+def effective_k(k: int, n_docs: int) -> int:
+    """``k`` clamped to the documents there are: top-k of fewer than k documents is all of them.
+
+    The search allocates ``queries × k`` result slots, so an unclamped
+    ``k = 10**12`` fails with a MemoryError instead of returning everything.
+    ``k < 1`` is an :class:`InputError`.
+    """
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    return min(int(k), max(int(n_docs), 1))
+
+
 def evaluate_beir(
     dataset_dir: str | Path,
     index_dir: str | Path | None = None,
@@ -87,14 +102,29 @@ def evaluate_beir(
     settings: EvalSettings = EvalSettings(),
     run_path: str | Path | None = None,
     progress: bool = False,
+    log_warnings: bool = True,
 ) -> dict[str, Any]:
     """Search every query of a split and report quality, speed and size.
 
     Without ``index_dir`` the index is built here (into a temporary directory,
     so ``build_seconds`` includes writing it, as a peer's build does).
+    ``settings.k`` is clamped to the index's document count (the report's
+    ``k`` is the value used).  Signs of mismatched ids (no query retrieved
+    any document its qrels judge; judged documents absent from the index)
+    are listed in the report's ``warnings`` (with the count in
+    ``qrels_docs_not_in_index``) and logged as warnings unless
+    ``log_warnings`` is false (the CLI prints them itself).  A ``run_path``
+    with ids a TREC file cannot hold (whitespace) raises :class:`InputError`.
     """
+    effective_k(settings.k, 1)  # reject k < 1 before any work
     dataset = load_beir(dataset_dir, settings.split)
     query_ids = list(dataset.queries)
+    if run_path is not None:  # fail before the build, not after it (document ids are checked when writing)
+        for qid in query_ids:
+            problem = trec_id_problem(qid)
+            if problem is not None:
+                raise InputError(f"query id {qid!r} {problem}: a TREC run file (whitespace-separated columns) "
+                                 "cannot hold it; evaluate without --run", path=run_path)
     texts = [dataset.queries[q] for q in query_ids]
     build_seconds = None
     timed = None
@@ -107,8 +137,12 @@ def evaluate_beir(
             build_seconds = time.perf_counter() - t
             index_dir = Path(tmp) / "index"
         index = Index.open(index_dir)
-        results = index.search_batch(texts, k=settings.k)
-        metrics = evaluate(dataset.qrels, ranking_run(query_ids, results))
+        k = effective_k(settings.k, index.n_docs)
+        if k < settings.k:
+            log.info("k=%d is more than the %d indexed documents: searching with k=%d", settings.k, index.n_docs, k)
+        results = index.search_batch(texts, k=k)
+        run = ranking_run(query_ids, results)
+        metrics = evaluate(dataset.qrels, run)
         if run_path is not None:
             write_trec(run_path, query_ids, results, settings.run_tag)
         report: dict[str, Any] = {
@@ -116,7 +150,7 @@ def evaluate_beir(
             "split": settings.split,
             "n_queries": len(query_ids),
             "n_docs": index.n_docs,
-            "k": settings.k,
+            "k": k,
             "encoder": {"name": index.encoder.name, **index.encoder.config()},
             "metrics": metrics,
             "build_seconds": build_seconds,
@@ -130,12 +164,20 @@ def evaluate_beir(
         report["avg_nonzeros_per_query"] = len(queries.term_ids) / max(len(texts), 1)
         if settings.measure_speed:
             threads = numba.get_num_threads()
-            report["qps_1_thread"] = throughput(lambda: index.search_batch(texts, settings.k, threads=1), len(texts))
-            report["qps_all_threads"] = throughput(lambda: index.search_batch(texts, settings.k, threads=threads),
+            report["qps_1_thread"] = throughput(lambda: index.search_batch(texts, k, threads=1), len(texts))
+            report["qps_all_threads"] = throughput(lambda: index.search_batch(texts, k, threads=threads),
                                                    len(texts))
             report["threads"] = threads
-            report["latency_ms"] = latencies_ms(lambda q: index.search(q, settings.k), texts)
+            report["latency_ms"] = latencies_ms(lambda q: index.search(q, k), texts)
         report["peak_rss_bytes"] = peak_rss_bytes()
+        # After the peak is read: the id table this check builds is no part of serving queries.
+        warnings, n_missing = judgement_warnings(dataset.qrels, {q: h.ids for q, h in zip(query_ids, results)},
+                                                 index.live_ids())
+        report["warnings"] = warnings
+        report["qrels_docs_not_in_index"] = n_missing
+        if log_warnings:
+            for w in warnings:
+                log.warning("%s %s: %s", dataset.name, settings.split, w)
         report["environment"] = environment()
     return report
 

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Container, Mapping, Sequence
 
 from sparsearch.errors import MissingDependencyError
 
@@ -64,3 +64,41 @@ def evaluate(qrels: Qrels, run: Run) -> dict[str, float]:
     if n == 0:
         return {m: 0.0 for m in DEFAULT_MEASURES}
     return {m: sum(v[m] for v in pq.values()) / n for m in DEFAULT_MEASURES}
+
+
+def judgement_warnings(qrels: Qrels, retrieved: Mapping[str, Sequence[str]],
+                       corpus_ids: Container[str] | None = None) -> tuple[list[str], int]:
+    """Warnings about ids that cannot match, and how many judged documents the corpus lacks.
+
+    A metric of 0 is a legitimate result, so :func:`evaluate` never fails on
+    one; but when *no* query retrieved *any* document its qrels judge, the
+    likeliest cause is ids that differ between corpus and qrels (a qrels
+    parsed with the wrong column, a prefix, a different id scheme), and a
+    silent 0.0 costs the user hours.  Judged documents missing from the
+    corpus cap recall below 1 and usually mean a mismatched dataset.
+    ``retrieved`` maps each query id to its ranked document ids;
+    ``corpus_ids`` (when given) is what was indexed.  Returns the warning
+    texts and the count of distinct judged documents not in ``corpus_ids``.
+    """
+    warnings: list[str] = []
+    judged_queries = [q for q in qrels if qrels[q]]
+    n_hits = sum(len(retrieved.get(q, ())) for q in judged_queries)
+    if judged_queries and n_hits == 0:
+        warnings.append(f"no document was retrieved for any of the {len(judged_queries)} judged queries, "
+                        "so every metric is 0")
+    elif judged_queries and not any(d in qrels[q] for q in judged_queries for d in retrieved.get(q, ())):
+        example_q = next(q for q in judged_queries if retrieved.get(q))
+        warnings.append(
+            f"none of the {n_hits} documents retrieved for the {len(judged_queries)} judged queries appears in "
+            f"their qrels, so every metric is 0: the corpus ids and the qrels corpus-ids probably differ "
+            f"(query {example_q!r} retrieved {retrieved[example_q][0]!r}; its qrels judge "
+            f"{next(iter(qrels[example_q]))!r})")
+    missing = 0
+    if corpus_ids is not None:
+        judged_docs = {d for q in judged_queries for d in qrels[q]}
+        absent = sorted(d for d in judged_docs if d not in corpus_ids)
+        missing = len(absent)
+        if absent:
+            warnings.append(f"{missing} of the {len(judged_docs)} documents the qrels judge are not in the corpus "
+                            f"(e.g. {absent[0]!r}); they can never be retrieved, so recall stays below 1")
+    return warnings, missing
