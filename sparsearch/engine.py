@@ -382,13 +382,19 @@ class Index:
 
     def search(self, query: str, k: int = 10) -> Hits:
         """Top-``k`` documents for one query; an empty or unknown-word query gives no hits."""
-        return self._hits(self.inverted.search(self.encode_queries([query]), k, threads=1))[0]
+        return self._hits(self.inverted.search(self.encode_queries([query]), self._top(k), threads=1))[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None) -> list[Hits]:
         """Top-``k`` for many queries, scored in parallel (``threads=None``: all Numba threads)."""
         if not queries:
             return []
-        return self._hits(self.inverted.search(self.encode_queries(queries), k, threads=threads))
+        return self._hits(self.inverted.search(self.encode_queries(queries), self._top(k), threads=threads))
+
+    def _top(self, k: int) -> int:
+        """``k`` clamped to the collection: asking for more hits than documents exist is not an error."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        return min(int(k), max(self.n_docs, 1))
 
     def _hits(self, top: TopK) -> list[Hits]:
         resolve = self.inverted.resolve_ids  # bound to this snapshot: ids stay right after later commits
