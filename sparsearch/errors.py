@@ -73,6 +73,9 @@ class StorageError(SparsearchError, OSError):
         self.errno = errno
         self.filename = filename
         self.message = message
+        # True only for a double fault (a write failed and could not be undone): then a crash
+        # before the log is repaired may still replay the write.
+        self.outcome_unknown = False
 
     def __str__(self) -> str:
         return self.message

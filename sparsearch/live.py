@@ -405,7 +405,11 @@ class LiveIndex:
                 return {"title": d.title, "text": d.text, "metadata": d.metadata}
             if doc_id in self._deleted:
                 return None
-            return self.index.get(doc_id)
+            stored = self.index.get(doc_id)
+            if stored is None:
+                return None
+            return {"title": stored.get("title", ""), "text": stored.get("text", ""),
+                    "metadata": stored.get("metadata") or {}}
 
     def search(self, query: str, k: int, filter: dict[str, Any] | None = None,
                fields: Sequence[str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:

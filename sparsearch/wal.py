@@ -110,7 +110,14 @@ class WriteAheadLog:
             fsync_fd(self._fd, self.path)
         except OSError as e:
             self._cut_back()
-            raise as_storage_error(e, "writing to the write-ahead log") from e
+            error = as_storage_error(e, "writing to the write-ahead log")
+            if self.broken is not None:
+                # The record may be whole on disk and could not be cut off: a crash before the
+                # repair would replay it.  Say so rather than promise it had no effect.
+                error.outcome_unknown = True
+                error.message = (f"{error.message.replace('; nothing was changed', '')}; the log could not be "
+                                 f"repaired, so this write may still appear after a crash")
+            raise error from e
         self.size += len(data)
 
     def _cut_back(self) -> None:
