@@ -62,13 +62,15 @@ class LiveSettings:
     """When the buffer becomes an on-disk segment, and merging.
 
     A flush happens after ``flush_docs`` buffered documents, ``flush_bytes``
-    of log, or ``flush_seconds`` — whichever comes first.  The byte bound
-    keeps recovery after a crash short whatever the document sizes.
+    of log, or ``flush_seconds`` — whichever comes first.  The two size
+    bounds bound recovery after a crash: replay re-analyses the logged text,
+    about 2 MB/s for BM25 on one core, so 8 MiB of log or 10,000 documents
+    come back in a few seconds whatever the document sizes.
     """
 
     flush_docs: int = 10_000
     flush_seconds: float = 30.0
-    flush_bytes: int = 64 * 2**20
+    flush_bytes: int = 8 * 2**20
     merge: MergePolicy = MergePolicy()
 
 
@@ -285,8 +287,7 @@ class LiveIndex:
         docs = list(final.values())
         if docs:
             log.info("%s: replaying %d logged documents", self.path, len(docs))
-            self._apply_upsert(docs, self.index.encoder.encode_documents(docs))
-            self._consolidate()
+            self._apply_upsert(docs, self.index.encoder.encode_documents(docs))  # one part: no consolidation
 
     # ------------------------------------------------------------ flush
 
