@@ -145,8 +145,11 @@ class WriteAheadLog:
             fsync_fd(self._fd, self.path)
         except OSError as e:
             log.warning("%s: could not empty the log after a flush (%s); it will be retried", self.path, e)
+            # If the truncation itself happened, the file is empty; otherwise the good records
+            # still end at ``size`` (anything past it is a torn append still to be cut off).
             try:
-                self.size = os.fstat(self._fd).st_size
+                if os.fstat(self._fd).st_size == 0:
+                    self.size, self.broken = 0, None
             except OSError:
                 pass
             return False
