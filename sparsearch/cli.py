@@ -21,6 +21,10 @@ from sparsearch.errors import SparsearchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sparse retrieval: index, search, evaluate.")
 
+from sparsearch.cli_datasets import datasets_app  # noqa: E402  (datasets list|get; docs/datasets.md)
+
+app.add_typer(datasets_app, name="datasets")
+
 EXIT_USER_ERROR = 2
 
 
@@ -136,7 +140,10 @@ def search(
 
 @app.command("eval")
 def eval_command(
-    dataset: Path = typer.Argument(..., help="BEIR dataset folder."),
+    dataset: str = typer.Argument(..., help="BEIR dataset folder, a dataset name (scifact; `sparsearch datasets "
+                                  "list`) or irds:ID; a name not cached is downloaded."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default: $SPARSEARCH_CACHE, "
+                                             "else ~/.cache/sparsearch)."),
     index_dir: Optional[Path] = typer.Option(None, "--index", help="Existing index; built here if omitted."),
     split: str = typer.Option("test", help="qrels split."),
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
@@ -159,6 +166,9 @@ def eval_command(
 
     try:
         effective_k(k, 1)  # k < 1: one line, before any build
+        from sparsearch.datasets import resolve_dataset
+
+        dataset = str(resolve_dataset(dataset, cache_dir, split=split, log=lambda m: typer.echo(m, err=True)))
         enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device,
                                                doc_threshold)
         # The warnings are printed below as "warning:" lines rather than logged, so they show once.
