@@ -294,6 +294,25 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
 
 
 @app.command()
+def check(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Verify every file's checksum and every segment's structure; exit 0 if sound, else 2 (one line per problem).
+
+    Opening an index checks structure always but checksums large files only
+    lazily; this reads every byte (about 1.5 s per 10^6 documents).
+    """
+    from sparsearch.index.verify import check_index
+
+    report = check_index(index_dir)
+    for problem in report.problems:
+        typer.echo(f"error: {problem}", err=True)
+    if not report.ok:
+        raise typer.Exit(EXIT_USER_ERROR)
+    note = "" if report.format_version != 1 else " (format 1: no checksums recorded, structure checked only)"
+    typer.echo(f"ok: {index_dir}: {report.segments} segments, {report.documents} documents, {report.files} files, "
+               f"{report.bytes / 1e6:.1f} MB verified in {report.seconds:.1f}s{note}")
+
+
+@app.command()
 def serve(
     data_dir: Path = typer.Option(..., "--data-dir", help="Where collections live (created if missing)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),

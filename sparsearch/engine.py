@@ -344,7 +344,7 @@ class Index:
         if self._live is None:
             live: dict[str, tuple[int, int]] = {}
             for i, seg in enumerate(self.inverted.segments):
-                ids = np.char.decode(np.asarray(seg.doc_ids), "utf-8").tolist()
+                ids = seg.doc_ids.tolist()
                 mask = seg.live_mask()
                 for local, doc_id in enumerate(ids):
                     if mask[local]:

@@ -18,7 +18,9 @@ from typing import Any, Iterator, Sequence
 import numba
 import numpy as np
 
+from sparsearch.errors import IndexFormatError
 from sparsearch.index import kernels
+from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
 from sparsearch.index.manifest import Manifest
 from sparsearch.index.segment import Segment, open_segment
@@ -63,8 +65,24 @@ class InvertedIndex:
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, directory: Path, manifest: Manifest, mmap: bool = True) -> "InvertedIndex":
-        segments = [open_segment(directory, info, mmap=mmap, deletes_size=manifest.files.get(info.deletes or ""))
+    def open(cls, directory: Path, manifest: Manifest, mmap: bool = True,
+             verify_checksums: str = "auto") -> "InvertedIndex":
+        """Open the segments ``manifest`` names; sizes, checksums and structure are checked (see ``open_segment``).
+
+        The encoder's state files (vocabulary) are summed too: they are read
+        whole by the encoder anyway, and a flipped bit in a term would
+        silently send queries to the wrong posting lists.
+        """
+        masks = {info.deletes for info in manifest.segments if info.deletes}
+        for name, expected in manifest.crc32.items():
+            if name not in masks and (verify_checksums != "lazy" or mmap is False):
+                actual = crc32_of_file(directory / name)
+                if actual != expected:
+                    raise IndexFormatError(f"{directory / name}: checksum mismatch (CRC-32 {format_crc(actual)}, "
+                                           f"manifest says {format_crc(expected)}): the file is corrupt; restore "
+                                           f"the index from a copy or rebuild it")
+        segments = [open_segment(directory, info, mmap=mmap, deletes_size=manifest.files.get(info.deletes or ""),
+                                 verify_checksums=verify_checksums)
                     for info in manifest.segments]
         return cls(segments, Scoring.from_dict(manifest.scoring), IndexConfig.from_dict(manifest.config), manifest)
 
@@ -208,7 +226,7 @@ class InvertedIndex:
         if self._id_table is None:
             table: list[str] = []
             for seg in self.segments:
-                table.extend(np.char.decode(np.asarray(seg.doc_ids), "utf-8").tolist())
+                table.extend(seg.doc_ids.tolist())
             self._id_table = table
         return list(map(self._id_table.__getitem__, internal_ids.tolist()))
 

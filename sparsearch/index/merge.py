@@ -12,13 +12,17 @@ are transposed back to document rows (the same count/prefix-sum/scatter
 ``invert``), deleted documents dropped, rows concatenated and inverted
 again.  Weights come back exact for term frequencies; statistics are global,
 so scores do not change when segments merge.
+
+Inputs are checksummed before they are read (files that opening left
+unverified, see ``Segment.verify_checksums``): a merge writes new files with
+new, valid checksums, so it must never carry corrupt bytes into them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -69,11 +73,21 @@ def document_rows(segment: Segment) -> tuple[SparseBatch, np.ndarray]:
 
 
 def merge_segments(segments: Sequence[Segment], n_terms: int, config: IndexConfig) -> Segment:
-    """One segment holding the live documents of ``segments``, in order."""
-    batches, ids, stored = [], [], []
+    """One segment holding the live documents of ``segments``, in order.
+
+    Raises :class:`~sparsearch.errors.IndexFormatError` (before writing
+    anything) if an input file fails its checksum.
+    """
+    for seg in segments:
+        seg.verify_checksums()
+    batches: list[SparseBatch] = []
+    ids: list[str] = []
+    stored: list[dict[str, Any]] = []
     for seg in segments:
         rows, locals_ = document_rows(seg)
         batches.append(rows)
-        ids.extend(seg.external_id(int(i)) for i in locals_)
+        all_ids = seg.doc_ids.tolist()
+        ids.extend(all_ids[i] for i in locals_.tolist())
         stored.extend(seg.stored(int(i)) for i in locals_)
-    return build_segment(SparseBatch.concatenate(batches), ids, stored, n_terms, config)
+    # No id-length limit here: ids an older index already holds (format 1 had none) stay mergeable.
+    return build_segment(SparseBatch.concatenate(batches), ids, stored, n_terms, config, max_id_bytes=None)
