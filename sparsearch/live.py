@@ -195,16 +195,22 @@ class LiveIndex:
                 log.warning("flush of %s failed; will retry", self.path, exc_info=True)
 
     def _prepare(self, r: _Request, present: dict[str, bool]) -> tuple[_Request, bytes, Callable[[], Any]]:
-        """Validate and encode a request (nothing applied yet); returns its log bytes and its apply step."""
+        """Validate, encode and invert a request (nothing applied yet); returns its log bytes and apply step.
+
+        Everything that can refuse the input (the encoder, JSON encoding of the
+        record, the segment builder's id and weight checks) runs here, before
+        logging: a record in the log must be one that replay can apply.
+        """
         if r.op == "upsert":
             docs = r.docs
             record = {"op": "upsert", "docs": [_doc_to_json(d) for d in docs]}
             data = encode_record(record) if docs else b""
             unique = list(_last_wins(docs).values())
             vectors = self.index.encoder.encode_documents(unique) if unique else SparseBatch.empty()
+            part = self._segment_of(unique, vectors) if unique else None
             for d in docs:
                 present[d.doc_id] = True
-            return r, data, lambda: self._apply_upsert(unique, vectors)
+            return r, data, lambda: self._apply_upsert(unique, vectors, part)
         found = [i for i in r.ids if present.get(i, self._exists(i))]
         for i in found:
             present[i] = False
@@ -216,7 +222,8 @@ class LiveIndex:
             return True
         return doc_id not in self._deleted and doc_id in self.index.live_ids()
 
-    def _apply_upsert(self, docs: Sequence[Document], batch: SparseBatch) -> None:
+    def _apply_upsert(self, docs: Sequence[Document], batch: SparseBatch, part: Segment | None = None) -> None:
+        """Buffer documents (``part``: their segment, when :meth:`_prepare` already built it)."""
         if not docs:
             return
         live = self.index.live_ids()
@@ -228,10 +235,10 @@ class LiveIndex:
             self._buffer[doc.doc_id] = (doc, row)
             if doc.doc_id in live:
                 self._deleted.add(doc.doc_id)
-        part = len(self._parts)
-        self._parts.append((self._segment_of(docs, batch), np.zeros(len(docs), np.uint8)))
+        position = len(self._parts)
+        self._parts.append((part or self._segment_of(docs, batch), np.zeros(len(docs), np.uint8)))
         for local, doc in enumerate(docs):
-            self._where[doc.doc_id] = (part, local)
+            self._where[doc.doc_id] = (position, local)
         if len(self._parts) > MAX_BUFFER_PARTS:
             self._consolidate()
 

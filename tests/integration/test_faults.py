@@ -294,3 +294,20 @@ def test_a_closed_live_index_refuses_writes_and_reads_clearly(tmp_path: Path) ->
     with pytest.raises(IndexClosedError):
         live.search("x", 3)
     assert os.path.exists(tmp_path / "c" / WAL_NAME)
+
+
+def test_input_the_segment_refuses_never_reaches_the_log(tmp_path: Path) -> None:
+    from sparsearch.errors import InputError
+
+    live = fresh(tmp_path)
+    live.upsert([doc(1)])
+    size = (tmp_path / "c" / WAL_NAME).stat().st_size
+    with pytest.raises(InputError, match="bytes long"):
+        live.upsert([Document("x" * 5000, "", "text")])  # over the id length limit
+    with pytest.raises(InputError):
+        live.upsert([Document("nan", "", "text", {"score": float("nan")})])  # JSON cannot hold it
+    assert (tmp_path / "c" / WAL_NAME).stat().st_size == size
+    live.close(flush=False)
+    again = LiveIndex(tmp_path / "c")
+    assert_same_as_fresh_build(again, [doc(1)])
+    again.close()

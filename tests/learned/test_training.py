@@ -113,6 +113,7 @@ def check_output(result: dict[str, Any], out: Path, steps: int) -> list[dict[str
 # ---------------------------------------------------------------- training lowers the loss and the FLOPS
 
 
+@pytest.mark.real_data  # a few steps of a tiny model learn little from made-up words
 def test_splade_training_lowers_ranking_loss_and_flops(tiny_mlm: Path, train_slice: Path, prepared: TrainingData,
                                                        tmp_path: Path) -> None:
     raw = settings(tiny_mlm, tmp_path / "run", train_slice, teachers=["bm25", "splade"],
@@ -139,6 +140,7 @@ def test_splade_training_lowers_ranking_loss_and_flops(tiny_mlm: Path, train_sli
     assert flops_after < flops_control
 
 
+@pytest.mark.real_data  # a few steps of a tiny model learn little from made-up words
 def test_inference_free_training_lowers_ranking_loss_and_idf_flops(tiny_mlm: Path, train_slice: Path,
                                                                    prepared: TrainingData, tmp_path: Path) -> None:
     config = TrainConfig.from_dict(settings(tiny_mlm, tmp_path / "run", train_slice, kind="inference-free",

@@ -55,7 +55,7 @@ def beir_texts(data_root: Path, name: str) -> tuple[list[str], list[str]]:
 
 
 def test_equal_to_tokenizers_on_real_queries_and_documents(bert_tokenizer: Tokenizer, fast: FastWordPiece,
-                                                           data_root: Path) -> None:
+                                                           data_root: Path, data_is_real: bool) -> None:
     """All queries, the first 300 documents, and every document with a non-ASCII character."""
     texts: list[str] = []
     for name in ("scifact", "nfcorpus"):
@@ -70,8 +70,9 @@ def test_equal_to_tokenizers_on_real_queries_and_documents(bert_tokenizer: Token
             continue
         assert ids == expected, text
         non_ascii += not text.isascii()
-    assert len(texts) > 6000
-    assert non_ascii > 2000 or not VERIFIED  # none of these texts is declined
+    # The real sets hold 6,000+ such texts, 2,000+ of them non-ASCII; the synthetic stand-ins fewer.
+    assert len(texts) > (6000 if data_is_real else 3000)
+    assert non_ascii > (2000 if data_is_real else 300) or not VERIFIED  # none of these texts is declined
 
 
 @needs_verified_unicode
