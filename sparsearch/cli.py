@@ -317,23 +317,42 @@ def serve(
     data_dir: Path = typer.Option(..., "--data-dir", help="Where collections live (created if missing)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="TCP port."),
-    require_key_for_reads: bool = typer.Option(False, help="Ask for the API key on searches and reads too."),
+    require_key_for_reads: bool = typer.Option(False, help="Ask for the API key on searches, reads and /metrics."),
+    open_writes: bool = typer.Option(False, "--open-writes", help="Run without an API key: anyone who can "
+                                     "connect may write. Without it, a missing or empty key refuses to start."),
     flush_docs: int = typer.Option(10_000, help="Buffered documents that trigger a segment flush."),
     flush_seconds: float = typer.Option(30.0, help="Seconds after which buffered writes are flushed."),
+    max_open_collections: int = typer.Option(64, help="Collections kept open at once (idle ones beyond are "
+                                             "closed, least recently used first; reopened on use)."),
+    worker_threads: int = typer.Option(32, help="Threads running requests (bounds the server's threads)."),
+    body_timeout: float = typer.Option(30.0, help="Seconds a request body may stall before 408."),
+    keep_alive: int = typer.Option(5, help="Seconds an idle keep-alive connection is kept open."),
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn). API key: $SPARSEARCH_API_KEY or $SPARSEARCH_API_KEY_FILE."""
     try:
         import uvicorn
 
         from sparsearch.live import LiveSettings
-        from sparsearch.service.app import create_app
+        from sparsearch.service.app import create_app, open_store
         from sparsearch.service.settings import ServiceSettings
     except ImportError as e:
         _fail(SparsearchError(f"the service needs its extra: pip install 'sparsearch[service]' ({e})"))
-    settings = ServiceSettings.from_env(data_dir, require_key_for_reads=require_key_for_reads,
-                                        live=LiveSettings(flush_docs=flush_docs, flush_seconds=flush_seconds))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    # Everything that can refuse to start (no key, a data directory another server holds) is
+    # checked here, before uvicorn runs, so it prints one line instead of a start-up traceback.
+    try:
+        settings = ServiceSettings.from_env(data_dir, require_key_for_reads=require_key_for_reads,
+                                            open_writes=open_writes, max_open_collections=max_open_collections,
+                                            body_timeout_seconds=body_timeout, worker_threads=worker_threads,
+                                            live=LiveSettings(flush_docs=flush_docs, flush_seconds=flush_seconds))
+        settings.check()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings)
+    except (SparsearchError, OSError) as e:
+        _fail(e)
+    # Read timeouts: idle keep-alive connections close after --keep-alive seconds; a stalled body
+    # gets 408 from the application (uvicorn itself has no body timeout).
+    uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="warning",
+                timeout_keep_alive=keep_alive, h11_max_incomplete_event_size=64 * 1024)
 
 
 @app.command()

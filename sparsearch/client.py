@@ -7,11 +7,16 @@
 
 Errors the server answers (4xx/5xx) raise :class:`ServiceError` carrying the
 status code and the server's message.
+
+Collection names and document ids are percent-encoded as one path segment
+each (:func:`path_segment`), so an id of any characters (``..``, ``/``,
+``?``, ``#``, ``%2F``, a newline) names that document and nothing else.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
+from urllib.parse import quote
 
 from sparsearch.errors import MissingDependencyError, SparsearchError
 
@@ -21,6 +26,21 @@ class ServiceError(SparsearchError, RuntimeError):
         self.status_code = status_code
         self.detail = detail
         super().__init__(f"HTTP {status_code}: {detail}")
+
+
+def path_segment(value: str) -> str:
+    """``value`` as one URL path segment: every byte but letters, digits and ``-_~`` percent-encoded.
+
+    ``.`` is encoded too (``%2E``): HTTP clients, httpx among them, remove
+    ``.`` and ``..`` segments from a path before sending it, so
+    ``delete("docs", "..")`` would otherwise address the collection itself.
+    An id that is not valid Unicode (an unpaired surrogate) cannot be a
+    document id and raises ``ValueError``.
+    """
+    try:
+        return quote(value, safe="", encoding="utf-8", errors="strict").replace(".", "%2E")
+    except UnicodeEncodeError:
+        raise ValueError(f"{value!r} is not valid Unicode (unpaired surrogate)") from None
 
 
 class SparsearchClient:
@@ -50,24 +70,24 @@ class SparsearchClient:
         return self._call("GET", "/healthz")
 
     def create_collection(self, name: str, encoder: str = "bm25", **params: float) -> dict[str, Any]:
-        return self._call("PUT", f"/collections/{name}", {"encoder": encoder, "params": params})
+        return self._call("PUT", f"/collections/{path_segment(name)}", {"encoder": encoder, "params": params})
 
     def collections(self) -> list[dict[str, Any]]:
         return self._call("GET", "/collections")["collections"]
 
     def describe(self, name: str) -> dict[str, Any]:
-        return self._call("GET", f"/collections/{name}")
+        return self._call("GET", f"/collections/{path_segment(name)}")
 
     def delete_collection(self, name: str) -> None:
-        self._call("DELETE", f"/collections/{name}")
+        self._call("DELETE", f"/collections/{path_segment(name)}")
 
     def upsert(self, name: str, documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Add or replace documents; returns once the server has made them durable."""
-        return self._call("POST", f"/collections/{name}/documents", {"documents": list(documents)})
+        return self._call("POST", f"/collections/{path_segment(name)}/documents", {"documents": list(documents)})
 
     def get(self, name: str, doc_id: str) -> dict[str, Any] | None:
         try:
-            return self._call("GET", f"/collections/{name}/documents/{doc_id}")
+            return self._call("GET", f"/collections/{path_segment(name)}/documents/{path_segment(doc_id)}")
         except ServiceError as e:
             if e.status_code == 404:
                 return None
@@ -75,7 +95,7 @@ class SparsearchClient:
 
     def delete(self, name: str, doc_id: str) -> bool:
         try:
-            self._call("DELETE", f"/collections/{name}/documents/{doc_id}")
+            self._call("DELETE", f"/collections/{path_segment(name)}/documents/{path_segment(doc_id)}")
             return True
         except ServiceError as e:
             if e.status_code == 404:
@@ -85,4 +105,4 @@ class SparsearchClient:
     def search(self, name: str, query: str, k: int = 10, filter: dict[str, Any] | None = None,
                fields: Sequence[str] = ("title",)) -> list[dict[str, Any]]:
         body = {"query": query, "k": k, "filter": filter, "fields": list(fields)}
-        return self._call("POST", f"/collections/{name}/search", body)["hits"]
+        return self._call("POST", f"/collections/{path_segment(name)}/search", body)["hits"]

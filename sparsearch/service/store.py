@@ -1,29 +1,56 @@
 """Named collections under one data directory, each a :class:`~sparsearch.live.LiveIndex`.
 
-Collection names are checked against a strict pattern before any path is
-built from them, so no name can reach outside ``data_dir/collections``.  One
-process owns a data directory at a time (an exclusive ``flock`` held for the
-store's life); a second gets a clear error instead of corrupting the first.
+Collection names are matched in full against a strict pattern before any path
+is built from them, so no name can reach outside ``data_dir/collections``.
+One process owns a data directory at a time (an exclusive ``flock`` held for
+the store's life); a second gets a clear error instead of corrupting the first.
+
+Only what the server made is ever deleted.  A collection is built in
+``collections/.creating-<name>-<random>`` and renamed into place once its
+``collection.json`` is written; a dropped one is renamed to
+``.dropping-<name>-<random>`` before its files are removed.  Start-up removes
+leftovers of those two kinds only; any other folder is logged and left alone.
+
+Collections are opened on first use and closed again when idle beyond
+``max_open_collections`` or while the process holds more than its share of
+file descriptors (least recently used first): 1,000 collections need neither
+1,000 open indexes nor their file handles.  A collection that cannot be
+opened (corrupt ``collection.json``, manifest or log, an I/O error) is marked
+unavailable with the reason, tried again after ``retry_unavailable_seconds``,
+and does not stop the others.
 """
 
 from __future__ import annotations
 
+import errno as errno_codes
 import fcntl
 import json
+import logging
 import os
 import re
+import secrets
 import shutil
 import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from sparsearch.errors import SparsearchError
-from sparsearch.index.storage import write_json_atomic
-from sparsearch.live import LiveIndex, LiveSettings
+from sparsearch.errors import IndexLockedError, SparsearchError, StorageError, TooManyOpenFilesError
+from sparsearch.index.manifest import Manifest
+from sparsearch.index.storage import fsync_path, write_json_atomic
+from sparsearch.live import INDEX_DIR, LiveIndex, LiveSettings
 from sparsearch.retriever.bm25 import BM25Config, BM25Encoder
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SPEC_NAME = "collection.json"
+# Folders the server itself makes and may therefore remove: a creation or a drop in progress.
+OURS_PATTERN = re.compile(r"\.(creating|dropping)-([a-z0-9][a-z0-9_-]{0,63})-[0-9a-f]{16}")
+FD_ERRNOS = (errno_codes.EMFILE, errno_codes.ENFILE)
 
 
 class CollectionNameError(SparsearchError, ValueError):
@@ -39,19 +66,82 @@ class CollectionExists(SparsearchError, FileExistsError):
     pass
 
 
+class CollectionUnavailable(SparsearchError, RuntimeError):
+    """A collection that exists but cannot be served now (it failed to open); the service answers 503."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"collection {name!r} is unavailable: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class StoreClosed(SparsearchError, RuntimeError):
+    """The store was closed (the server is shutting down); the service answers 503."""
+
+
 class DataDirLocked(SparsearchError, RuntimeError):
     pass
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    """The name itself, if it matches in full (``re.fullmatch``: no trailing newline slips through)."""
+    if not NAME_PATTERN.fullmatch(name):
         raise CollectionNameError(
             f"invalid collection name {name!r}: use 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit")
     return name
 
 
+def fd_exhausted(error: BaseException) -> bool:
+    """Whether an error (or what caused it) is EMFILE/ENFILE, however a lower layer wrapped it."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, TooManyOpenFilesError) or (isinstance(e, OSError) and e.errno in FD_ERRNOS):
+            return True
+        if "[Errno 24]" in str(e) or "[Errno 23]" in str(e):  # an OSError flattened into a message
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def open_fds() -> int | None:
+    """File descriptors this process holds now (Linux ``/proc``), or ``None`` where that is unknown."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def fd_limit() -> int | None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return None if soft == resource.RLIM_INFINITY else int(soft)
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class _Entry:
+    """One collection: its spec, its live index while open, and who is using it."""
+
+    name: str
+    path: Path
+    spec: dict[str, Any] | None = None
+    live: LiveIndex | None = None
+    users: int = 0
+    error: str | None = None
+    failed_at: float = 0.0
+    stats: tuple[int, int] | None = None  # (documents, segments) when last seen open
+    dropped: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # serialises opening and closing
+
+
 class CollectionStore:
-    def __init__(self, data_dir: Path, live: LiveSettings = LiveSettings()) -> None:
+    def __init__(self, data_dir: Path, live: LiveSettings = LiveSettings(), *, max_open: int = 64,
+                 fd_budget: float = 0.5, retry_seconds: float = 30.0, room_wait_seconds: float = 10.0) -> None:
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "collections"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -62,59 +152,346 @@ class CollectionStore:
             os.close(self._lock_fd)
             raise DataDirLocked(f"{self.data_dir}: another sparsearch process is serving this data directory") from None
         self.live = live
-        self._guard = threading.Lock()
-        self._collections: dict[str, LiveIndex] = {}
-        self._specs: dict[str, dict[str, Any]] = {}
+        self.max_open = max_open
+        self.retry_seconds = retry_seconds
+        self.room_wait_seconds = room_wait_seconds
+        limit = fd_limit()
+        self._fd_budget = None if limit is None else max(64, int(limit * fd_budget))
+        self._guard = threading.Lock()  # the entry table, use counts and the LRU order
+        self._admin = threading.Lock()  # creations and drops, one at a time
+        self._evicting = threading.Lock()  # closings of idle collections, one at a time
+        self._released = threading.Condition(self._guard)  # a collection's last user let go
+        self._entries: dict[str, _Entry] = {}
+        self._open: OrderedDict[str, _Entry] = OrderedDict()  # open collections, least recently used first
+        self._closed = False
         for path in sorted(self.root.iterdir()):
-            if (path / SPEC_NAME).exists() and NAME_PATTERN.match(path.name):
-                self._specs[path.name] = json.loads((path / SPEC_NAME).read_text())
-                self._collections[path.name] = LiveIndex(path, live)
-            elif path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)  # a creation that crashed before its spec was written
+            self._adopt(path)
+
+    # ------------------------------------------------------------ start-up
+
+    def _adopt(self, path: Path) -> None:
+        """Register one entry of ``collections/``: ours to serve, ours to clean up, or someone else's."""
+        if OURS_PATTERN.fullmatch(path.name) and path.is_dir():
+            log.warning("removing %s: a collection creation or drop that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        if not NAME_PATTERN.fullmatch(path.name) or not path.is_dir() or not (path / SPEC_NAME).exists():
+            log.warning("ignoring %s: not a sparsearch collection (left alone)", path)
+            return
+        entry = _Entry(path.name, path)
+        self._entries[path.name] = entry
+        try:
+            entry.spec = self._read_spec(path)
+            # Cheap (one small file, no file handles kept): a corrupt manifest shows in /healthz at once.
+            # A corrupt log or segment file is found when the collection is first opened.
+            Manifest.read(path / INDEX_DIR)
+        except (SparsearchError, OSError) as e:
+            self._mark_unavailable(entry, e)
+
+    @staticmethod
+    def _read_spec(path: Path) -> dict[str, Any]:
+        """``collection.json``, checked enough to build the encoder from it."""
+        try:
+            spec = json.loads((path / SPEC_NAME).read_text(encoding="utf-8"))
+            if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict) or "encoder" not in spec:
+                raise ValueError("expected {\"encoder\": ..., \"params\": {...}}")
+            BM25Config(**spec["params"])
+        except (ValueError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+            raise SparsearchError(f"{path / SPEC_NAME}: corrupt collection spec ({e})") from None
+        return spec
+
+    def _mark_unavailable(self, entry: _Entry, error: BaseException) -> None:
+        entry.error = str(error) or type(error).__name__
+        entry.failed_at = time.monotonic()
+        log.error("collection %r is unavailable: %s", entry.name, entry.error)
+
+    # ------------------------------------------------------------ listing
 
     def names(self) -> list[str]:
-        return sorted(self._collections)
+        """Every collection, available or not."""
+        with self._guard:
+            return sorted(self._entries)
 
-    def get(self, name: str) -> LiveIndex:
-        check_name(name)
-        try:
-            return self._collections[name]
-        except KeyError:
-            raise CollectionNotFound(f"no collection named {name!r}") from None
+    def unavailable(self) -> dict[str, str]:
+        """Collections that failed to open, with the reason."""
+        with self._guard:
+            return {n: e.error for n, e in sorted(self._entries.items()) if e.error is not None}
+
+    def known_stats(self) -> dict[str, tuple[int, int]]:
+        """(documents, segments) of every collection that is open or was open since start-up (opens nothing)."""
+        with self._guard:
+            entries = list(self._entries.values())
+        out = {}
+        for e in entries:
+            live = e.live
+            if live is not None and not live.closed:
+                out[e.name] = (live.n_docs, live.n_segments)
+            elif e.stats is not None:
+                out[e.name] = e.stats
+        return out
+
+    def stats(self, name: str) -> tuple[int, int]:
+        """(documents, segments): from the open index, else as it was closed, else opening it."""
+        with self._guard:
+            entry = self._entries.get(name)
+            if entry is not None and entry.live is None and entry.stats is not None and entry.error is None:
+                return entry.stats
+        with self.use(name) as live:
+            return live.n_docs, live.n_segments
 
     def spec(self, name: str) -> dict[str, Any]:
-        self.get(name)
-        return self._specs[name]
+        entry = self._entry(name)
+        if entry.spec is None:
+            raise CollectionUnavailable(name, entry.error or "its collection.json could not be read")
+        return entry.spec
+
+    def _entry(self, name: str) -> _Entry:
+        check_name(name)
+        with self._guard:
+            entry = self._entries.get(name)
+        if entry is None:
+            raise CollectionNotFound(f"no collection named {name!r}")
+        return entry
+
+    # ------------------------------------------------------------ using a collection
+
+    @contextmanager
+    def use(self, name: str) -> Iterator[LiveIndex]:
+        """The collection's live index, opened if needed and kept open while the block runs.
+
+        An error inside the block for a collection that was dropped meanwhile
+        (its index closed under a racing request) is reported as
+        :class:`CollectionNotFound`, and one during shutdown as
+        :class:`StoreClosed`, not as whatever the closed index raised.
+        """
+        entry, live = self._acquire(name)
+        try:
+            yield live
+        except Exception as e:
+            if entry.dropped:
+                raise CollectionNotFound(f"no collection named {name!r} (it was deleted)") from None
+            if self._closed and live.closed:
+                raise StoreClosed("the server is shutting down") from e
+            raise
+        finally:
+            self._release(entry)
+
+    def _acquire(self, name: str) -> tuple[_Entry, LiveIndex]:
+        check_name(name)
+        with self._guard:
+            if self._closed:
+                raise StoreClosed("the server is shutting down")
+            entry = self._entries.get(name)
+            if entry is None:
+                raise CollectionNotFound(f"no collection named {name!r}")
+            if entry.error is not None and time.monotonic() - entry.failed_at < self.retry_seconds:
+                raise CollectionUnavailable(name, entry.error)
+            entry.users += 1
+        try:
+            with entry.lock:
+                if entry.dropped:
+                    raise CollectionNotFound(f"no collection named {name!r} (it was deleted)")
+                if entry.live is None:
+                    self._open_entry(entry)
+                live = entry.live
+                assert live is not None
+            with self._guard:
+                if entry.name in self._open:
+                    self._open.move_to_end(entry.name)
+            return entry, live
+        except BaseException:
+            with self._guard:
+                entry.users -= 1
+            raise
+
+    def _open_entry(self, entry: _Entry) -> None:
+        """Open a collection (its lock held): make room first; an fd shortage is a limit, not corruption."""
+        self._make_room(wait=self.room_wait_seconds)
+        try:
+            entry.live = self._open_live(entry)
+        except BaseException as e:
+            if not fd_exhausted(e):
+                raise
+            log.warning("too many open files while opening %r: closing idle collections and trying again",
+                        entry.name)
+            self._make_room(wait=0.0, all_idle=True)
+            try:
+                entry.live = self._open_live(entry)
+            except BaseException as again:
+                if fd_exhausted(again):
+                    raise TooManyOpenFilesError(
+                        f"collection {entry.name!r} cannot be opened: too many open files (a file-descriptor "
+                        f"limit, not corruption; raise `ulimit -n` or lower --max-open-collections)",
+                        errno_codes.EMFILE) from again
+                raise
+        with self._guard:
+            self._open[entry.name] = entry
+
+    def _open_live(self, entry: _Entry) -> LiveIndex:
+        try:
+            if entry.spec is None:
+                entry.spec = self._read_spec(entry.path)
+            live = LiveIndex(entry.path, self.live)
+        except (IndexLockedError, TooManyOpenFilesError):
+            raise  # another process holds the index, or a limit: not a property of the collection
+        except (SparsearchError, OSError) as e:
+            if fd_exhausted(e):
+                raise
+            self._mark_unavailable(entry, e)
+            raise CollectionUnavailable(entry.name, entry.error or "") from e
+        if entry.error is not None:
+            log.warning("collection %r is available again", entry.name)
+        entry.error = None
+        entry.stats = (live.n_docs, live.n_segments)
+        return live
+
+    def _release(self, entry: _Entry) -> None:
+        with self._guard:
+            entry.users -= 1
+            if entry.users == 0:
+                self._released.notify_all()
+
+    def _over_budget(self, open_count: int) -> bool:
+        """Whether one more open collection would pass the count cap or the file-descriptor budget."""
+        if open_count + 1 > self.max_open:
+            return True
+        if self._fd_budget is None or open_count == 0:
+            return False
+        fds = open_fds()
+        return fds is not None and fds > self._fd_budget
+
+    def _make_room(self, wait: float, all_idle: bool = False) -> None:
+        """Before an open: close least recently used idle collections while over the cap or the fd budget.
+
+        A collection in use is never closed.  If every open one is in use,
+        wait up to ``wait`` seconds for one to be released (which bounds
+        open collections, and their file handles, whatever the number of
+        concurrent requests), then go on regardless (the cap is soft: a
+        request is not refused for it).  One request makes room at a time,
+        since closing may flush.  ``all_idle``: close every idle collection
+        (after an EMFILE).
+        """
+        deadline = time.monotonic() + wait
+        with self._evicting:
+            while True:
+                with self._guard:
+                    if not all_idle and not self._over_budget(len(self._open)):
+                        return
+                    victim = next((e for e in self._open.values() if e.users == 0), None)
+                    if victim is None:
+                        remaining = deadline - time.monotonic()
+                        if all_idle or remaining <= 0 or self._closed:
+                            return
+                        self._released.wait(remaining)
+                        continue
+                    del self._open[victim.name]
+                self._close_entry(victim)
+
+    def _close_entry(self, entry: _Entry) -> None:
+        with entry.lock:
+            live, entry.live = entry.live, None
+            if live is None:
+                return
+            with self._guard:
+                if entry.users and not entry.dropped and not self._closed:  # taken again meanwhile: keep it
+                    entry.live = live
+                    self._open[entry.name] = entry
+                    return
+            entry.stats = (live.n_docs, live.n_segments)
+            try:
+                live.close()
+            except Exception:  # the log keeps every acknowledged write; the next open replays it
+                log.exception("closing collection %r failed", entry.name)
+
+    # ------------------------------------------------------------ creating and dropping
 
     def create(self, name: str, encoder: str, params: dict[str, Any]) -> bool:
         """Create a collection; ``False`` if one with the same spec exists (idempotent PUT)."""
         check_name(name)
-        with self._guard:
-            if name in self._collections:
-                if self._specs[name] == {"encoder": encoder, "params": params}:
+        spec = {"encoder": encoder, "params": params}
+        with self._admin:
+            with self._guard:
+                existing = self._entries.get(name)
+            if existing is not None:
+                if existing.spec is None:
+                    raise CollectionUnavailable(name, existing.error or "its collection.json could not be read")
+                if existing.spec == spec:
                     return False
                 raise CollectionExists(f"collection {name!r} exists with another encoder or parameters")
-            path = self.root / name
-            if path.exists():
-                shutil.rmtree(path)
-            live = LiveIndex.create(path, BM25Encoder(BM25Config(**params)), settings=self.live)
-            spec = {"encoder": encoder, "params": params}
-            write_json_atomic(path / SPEC_NAME, spec)  # written last: its presence means "created"
-            self._collections[name] = live
-            self._specs[name] = spec
+            final = self.root / name
+            if final.exists() or final.is_symlink():
+                raise CollectionExists(f"{final} exists but is not a collection this server made; "
+                                       f"move it away to use the name {name!r}")
+            building = self.root / f".creating-{name}-{secrets.token_hex(8)}"
+            try:
+                LiveIndex.create(building, BM25Encoder(BM25Config(**params)), settings=self.live).close()
+                write_json_atomic(building / SPEC_NAME, spec)
+                os.rename(building, final)
+                fsync_path(self.root)
+            except BaseException:
+                shutil.rmtree(building, ignore_errors=True)
+                raise
+            with self._guard:
+                self._entries[name] = _Entry(name, final, spec=spec, stats=(0, 0))
             return True
 
     def drop(self, name: str) -> None:
-        with self._guard:
-            live = self.get(name)
-            live.close()
-            del self._collections[name]
-            del self._specs[name]
-            path = self.root / name
-            (path / SPEC_NAME).unlink()
-            shutil.rmtree(path)
+        """Delete a collection (available or not); requests racing with it get 404."""
+        check_name(name)
+        with self._admin:
+            with self._guard:
+                entry = self._entries.pop(name, None)
+                if entry is None:
+                    raise CollectionNotFound(f"no collection named {name!r}")
+                entry.dropped = True
+                self._open.pop(name, None)
+            with entry.lock:
+                live, entry.live = entry.live, None
+                if live is not None:
+                    try:
+                        live.close(flush=False)  # its files are about to go: no point writing a segment
+                    except Exception:
+                        log.exception("closing collection %r before deleting it failed", name)
+                doomed = self.root / f".dropping-{name}-{secrets.token_hex(8)}"
+                try:
+                    os.rename(entry.path, doomed)
+                    fsync_path(self.root)
+                except OSError as e:
+                    with self._guard:  # nothing was deleted: the collection stays, to be opened again
+                        entry.dropped = False
+                        self._entries[name] = entry
+                    raise StorageError(f"deleting collection {name!r} failed: {e.strerror or e}", e.errno,
+                                       e.filename) from e
+            shutil.rmtree(doomed, ignore_errors=True)  # a leftover is removed at the next start
+
+    def close_idle(self) -> None:
+        """Close every open collection not in use now (they reopen on their next request)."""
+        self._make_room(wait=0.0, all_idle=True)
+
+    def __enter__(self) -> "CollectionStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        for live in self._collections.values():
-            live.close()
+        with self._guard:
+            self._closed = True
+            self._released.notify_all()
+            entries = list(self._open.values())
+            self._open.clear()
+        for entry in entries:
+            self._close_entry(entry)
         os.close(self._lock_fd)
+
+    # ------------------------------------------------------------ introspection (tests, metrics)
+
+    def open_count(self) -> int:
+        with self._guard:
+            return len(self._open)
+
+
+__all__ = [
+    "CollectionExists", "CollectionNameError", "CollectionNotFound", "CollectionStore", "CollectionUnavailable",
+    "DataDirLocked", "NAME_PATTERN", "StoreClosed", "check_name", "fd_exhausted",
+]

@@ -46,7 +46,7 @@ def test_collections_lifecycle(tmp_path: Path) -> None:
         assert c.get("/collections/news").json()["documents"] == 0
         assert c.delete("/collections/news", headers=AUTH).json() == {"deleted": True}
         assert c.get("/collections/news").status_code == 404
-        assert c.get("/healthz").json() == {"status": "ok", "collections": 0}
+        assert c.get("/healthz").json() == {"status": "ok", "collections": 0, "unavailable": []}
 
 
 @pytest.mark.parametrize("name", ["..", "UPPER", "a b", "-lead", "x" * 65, "semi;colon"])

@@ -17,7 +17,8 @@ from sparsearch.service.settings import ServiceSettings
 
 
 def test_no_server_errors(tmp_path: Path) -> None:
-    app = create_app(ServiceSettings(data_dir=tmp_path, api_key=None, live=LiveSettings(flush_docs=50)))
+    app = create_app(ServiceSettings(data_dir=tmp_path, api_key=None, open_writes=True,
+                                     live=LiveSettings(flush_docs=50)))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 10
