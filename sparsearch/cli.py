@@ -25,6 +25,10 @@ from sparsearch.cli_datasets import datasets_app  # noqa: E402  (datasets list|g
 
 app.add_typer(datasets_app, name="datasets")
 
+from sparsearch.cli_models import models_app  # noqa: E402  (models list|path|export; docs/learned_sparse.md)
+
+app.add_typer(models_app, name="models")
+
 EXIT_USER_ERROR = 2
 
 
@@ -45,17 +49,19 @@ ENCODERS = ("bm25", "splade", "inference-free")
 def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
              doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto",
              doc_threshold: float = 0.0):  # type: ignore[no-untyped-def]
-    """The encoder a command asked for; learned ones need ``--model DIR``."""
+    """The encoder a command asked for; learned ones need ``--model`` (a folder, a shipped name or a HF id)."""
     if name == "bm25":
         return _bm25_encoder(k1, b)
     if name not in ENCODERS:
         raise SparsearchError(f"unknown encoder {name!r} (available: {', '.join(ENCODERS)})")
     if model is None:
-        raise SparsearchError(f"--encoder {name} needs --model DIR (a Hugging Face MLM folder)")
-    if not model.is_dir():
-        raise SparsearchError(f"--model {model}: no such folder")
-    settings = dict(model_dir=str(model.resolve()), max_length=max_length, batch_size=batch_size, device=device,
-                    doc_top_k=doc_top_k, doc_threshold=doc_threshold)
+        raise SparsearchError(f"--encoder {name} needs --model: a model folder, a shipped model name "
+                              "(inference-free-minilm) or a Hugging Face id (org/name)")
+    from sparsearch.retriever.resolve import resolve_model
+
+    found = resolve_model(str(model))  # one-line ModelNotFoundError saying what was tried
+    settings = dict(model_dir=str(found.path), model=found.name, max_length=max_length, batch_size=batch_size,
+                    device=device, doc_top_k=doc_top_k, doc_threshold=doc_threshold)
     if name == "splade":
         from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
 

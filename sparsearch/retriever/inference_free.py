@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from sparsearch.index.config import Scoring
-from sparsearch.retriever.idf import idf_vector, parse_idf, read_idf_json, special_token_ids
-from sparsearch.retriever.splade import check_document_settings
+from sparsearch.retriever.idf import idf_vector, parse_idf, special_token_ids
+from sparsearch.retriever.splade import check_document_settings, resolve_config_model
 from sparsearch.retriever.wordpiece_fast import FastWordPiece
 from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets
 
@@ -36,9 +36,11 @@ class InferenceFreeConfig:
     doc_top_k: int | None = None
     doc_threshold: float = 0.0
     exact_screening: bool = True
+    model: str | None = None  # the name model_dir was resolved from (see SpladeConfig)
 
     def __post_init__(self) -> None:
         check_document_settings(self.max_length, self.batch_size, self.doc_top_k, self.doc_threshold)
+        resolve_config_model(self)
 
 
 class IdfQueryEncoder:
@@ -80,21 +82,27 @@ class InferenceFreeEncoder:
         from sparsearch.retriever.splade import load_tokenizer
 
         self.settings = config
-        model_dir = Path(config.model_dir)
-        if tokenizer is None:
-            tokenizer = load_tokenizer(model_dir)
-        if idf is None:
-            idf = read_idf_json(model_dir / "idf.json")
+        if tokenizer is None or idf is None:
+            from sparsearch.retriever.resolve import require_model_dir
+            from sparsearch.retriever.st_format import describe_model
+
+            # A native folder (tokenizer + idf.json) or a sentence-transformers one (SparseStaticEmbedding).
+            layout = describe_model(require_model_dir(config.model_dir, config.model))
+            if tokenizer is None:
+                tokenizer = load_tokenizer(layout.query_dir)
+            if idf is None:
+                idf = layout.idf_table()
         self.queries = IdfQueryEncoder(tokenizer, idf)
         self._doc_model = None
 
     @property
     def doc_model(self):  # type: ignore[no-untyped-def]
         if self._doc_model is None:
+            from sparsearch.retriever.resolve import require_model_dir
             from sparsearch.retriever.splade import SpladeModel
 
             s = self.settings
-            self._doc_model = SpladeModel(s.model_dir, s.device, s.exact_screening)
+            self._doc_model = SpladeModel(require_model_dir(s.model_dir, s.model), s.device, s.exact_screening)
         return self._doc_model
 
     @property
@@ -133,4 +141,8 @@ class InferenceFreeEncoder:
 
         tokenizer = Tokenizer.from_file(str(files["tokenizer"]))
         idf = parse_idf(json.loads(Path(files["idf"]).read_text(encoding="utf-8")), files["idf"])
-        return cls(InferenceFreeConfig(**config), tokenizer=tokenizer, idf=idf)
+        from sparsearch.retriever.resolve import configs_from_manifest
+
+        with configs_from_manifest():
+            settings = InferenceFreeConfig(**config)
+        return cls(settings, tokenizer=tokenizer, idf=idf)

@@ -31,15 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsearch.errors import SparsearchError
+from sparsearch.retriever.resolve import ModelFormatError  # noqa: F401  (torch-free home; re-exported here)
 
 log = logging.getLogger(__name__)
 
 VOCAB_SLICE = 4096
-
-
-class ModelFormatError(SparsearchError, ValueError):
-    """A model folder that is missing files or holds an architecture we cannot pool."""
 
 
 @dataclass

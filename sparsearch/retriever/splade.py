@@ -29,7 +29,10 @@ class SpladeConfig:
     ``doc_top_k`` keeps only the k largest weights of each document vector and
     ``doc_threshold`` drops weights at or below it: both trade index size and
     query time for a little quality (static pruning).  ``device="auto"``
-    picks CUDA when present.
+    picks CUDA when present.  ``model_dir`` may be a folder, a shipped
+    model's name or a Hugging Face id (:mod:`sparsearch.retriever.resolve`):
+    a name is resolved here, ``model_dir`` becomes the folder and ``model``
+    keeps the name, and both go into an index's manifest.
     """
 
     model_dir: str
@@ -40,11 +43,23 @@ class SpladeConfig:
     doc_top_k: int | None = None
     doc_threshold: float = 0.0
     exact_screening: bool = True
+    model: str | None = None
 
     def __post_init__(self) -> None:
         if self.query_max_length < 4:
             raise ValueError(f"max_length must be >= 4, got query_max_length {self.query_max_length}")
         check_document_settings(self.max_length, self.batch_size, self.doc_top_k, self.doc_threshold)
+        resolve_config_model(self)
+
+
+def resolve_config_model(config: Any) -> None:
+    """``model_dir`` may be a folder, a shipped model's name or a Hugging Face id: keep the name in ``model``
+    and the folder it resolved to in ``model_dir`` (both are saved in an index's manifest)."""
+    from sparsearch.retriever.resolve import resolve_model_dir
+
+    folder, name = resolve_model_dir(str(config.model_dir), config.model)
+    object.__setattr__(config, "model_dir", folder)
+    object.__setattr__(config, "model", name)
 
 
 def check_document_settings(max_length: int, batch_size: int, doc_top_k: int | None, doc_threshold: float) -> None:
@@ -106,14 +121,19 @@ class SpladeModel:
     def __init__(self, model_dir: str | Path, device: str = "auto", exact_screening: bool = True) -> None:
         torch = _torch()
         from sparsearch.retriever.mlm import load_masked_lm, mlm_parts
+        from sparsearch.retriever.st_format import describe_model
 
         self.model_dir = Path(model_dir)
+        # A native folder, or a sentence-transformers SparseEncoder folder (its MLM may sit in a sub-folder).
+        self.layout = describe_model(self.model_dir)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.model = load_masked_lm(self.model_dir, self.device)
+        self.model = load_masked_lm(self.layout.document_dir, self.device)
         self.parts = mlm_parts(self.model)
-        self.tokenizer = load_tokenizer(self.model_dir)
+        self.tokenizer = load_tokenizer(self.layout.document_dir)
+        # log1p_relu (OpenSearch v3): log(1 + log(1 + ReLU(x))), monotone, so applied after max pooling.
+        self.double_log = self.layout.activation == "log1p_relu"
         self.exact_screening = exact_screening
         self._pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         self._screen = None  # DecoderScreen, built on first use (weights are frozen here)
@@ -153,6 +173,8 @@ class SpladeModel:
                                                       screen=self._screen)
                 else:
                     vectors = splade_vectors(self.parts, input_ids, mask)
+                if self.double_log:
+                    vectors = torch.log1p(vectors)
                 parts.append(dense_to_sparse(vectors, top_k, threshold))
         sorted_batch = SparseBatch.concatenate(parts)
         return permute_rows(sorted_batch, np.argsort(order, kind="stable"))
@@ -200,8 +222,10 @@ class SpladeEncoder:
     @property
     def model(self) -> SpladeModel:
         if self._model is None:
+            from sparsearch.retriever.resolve import require_model_dir
+
             s = self.settings
-            self._model = SpladeModel(s.model_dir, s.device, s.exact_screening)
+            self._model = SpladeModel(require_model_dir(s.model_dir, s.model), s.device, s.exact_screening)
         return self._model
 
     @property
@@ -229,4 +253,7 @@ class SpladeEncoder:
 
     @classmethod
     def load(cls, config: dict[str, Any], files: dict[str, Path]) -> "SpladeEncoder":
-        return cls(SpladeConfig(**config))
+        from sparsearch.retriever.resolve import configs_from_manifest
+
+        with configs_from_manifest():
+            return cls(SpladeConfig(**config))

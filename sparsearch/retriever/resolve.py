@@ -1,0 +1,283 @@
+"""Models by name: a folder, a model shipped with sparsearch, or a Hugging Face id.
+
+``resolve_model(text)`` turns what a user typed after ``--model`` (or put in
+``SpladeConfig(model_dir=...)``) into a local folder, trying in order:
+
+1. **a folder** that exists (as Hugging Face ``from_pretrained`` does, an
+   existing path always wins over a name);
+2. **a shipped model** (:data:`SHIPPED_MODELS`, e.g. ``inference-free-minilm``),
+   looked up in :func:`shipped_model_dirs`:
+
+   a. every folder of ``$SPARSEARCH_MODELS`` (``os.pathsep``-separated);
+   b. the package's own ``sparsearch/models/`` (package data: empty in the
+      wheel we build, for a redistribution that vendors the weights);
+   c. the repository checkout beside the package (``<repo>/models/``: a clone
+      or an editable install);
+   d. the sparsearch cache, ``<cache>/models/`` (``$SPARSEARCH_CACHE``, else
+      ``$XDG_CACHE_HOME/sparsearch``, else ``~/.cache/sparsearch``; the same
+      root the datasets use).
+
+   The 45 MB of weights stay out of the wheel: a BM25-only install, the
+   service and every upgrade would otherwise carry them, and the weights
+   change on their own schedule.  Whoever needs the model outside a checkout
+   points ``$SPARSEARCH_MODELS`` at a copy or puts one in the cache;
+3. **a Hugging Face id** (``org/name``, optionally ``@revision``) found in the
+   ``huggingface_hub`` cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+   ``~/.cache/huggingface/hub``): no network when it is there.  When it is not
+   and ``HF_HUB_OFFLINE`` is unset, it is downloaded (weights as safetensors,
+   configs, tokenizer and ``idf.json`` only).
+
+When nothing matches, :class:`ModelNotFoundError` says in one line what was
+tried.  An index's manifest records both the name and the folder it resolved
+to (``model`` and ``model_dir`` of the encoder config), so ``Index.open``
+uses the folder and, should it have moved (another machine, a cleaned cache),
+resolves the name again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Iterator
+from pathlib import Path
+
+from sparsearch.errors import SparsearchError
+
+#: Models shipped with sparsearch, by name -> one line about them (``sparsearch models list``).
+SHIPPED_MODELS: dict[str, str] = {
+    "inference-free-minilm": "inference-free learned sparse model (MiniLM-L6 document encoder, IDF queries), 23M",
+}
+
+MODELS_ENV = "SPARSEARCH_MODELS"
+CACHE_ENV = "SPARSEARCH_CACHE"
+
+# Hugging Face repo ids: "name" (legacy, e.g. bert-base-uncased) or "org/name", then an optional "@revision".
+_HF_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?)(@(?P<rev>[\w.\-/]+))?$")
+
+# What a sparse encoder needs from a hub repository: configs, tokenizer, idf.json, safetensors weights
+# (also inside sentence-transformers module sub-folders; fnmatch's * crosses "/").
+HF_ALLOW_PATTERNS = ["*.json", "*.txt", "*.safetensors", "*.model"]
+
+
+class ModelFormatError(SparsearchError, ValueError):
+    """A model folder that is missing files or holds an architecture we cannot pool.
+
+    Defined here, without torch, so that reading a folder's layout needs no
+    torch; :mod:`sparsearch.retriever.mlm` re-exports it.
+    """
+
+
+class ModelNotFoundError(SparsearchError, FileNotFoundError):
+    """A ``--model`` that is no folder, no shipped model and no Hugging Face model we could get."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model name led: ``path`` is a local folder; ``name`` is ``None`` for a folder given as such."""
+
+    path: Path
+    name: str | None
+    source: str  # "folder", "shipped" or "huggingface"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def sparsearch_cache_root() -> Path:
+    """``$SPARSEARCH_CACHE``, else ``$XDG_CACHE_HOME/sparsearch``, else ``~/.cache/sparsearch``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "sparsearch"
+
+
+def _checkout_models_dir() -> Path | None:
+    """``<repo>/models`` when the package runs from a source checkout (the repo's pyproject names sparsearch)."""
+    repo = Path(__file__).resolve().parents[2]
+    pyproject = repo / "pyproject.toml"
+    try:
+        if 'name = "sparsearch"' not in pyproject.read_text(encoding="utf-8"):
+            return None
+    except OSError:
+        return None
+    return repo / "models"
+
+
+def shipped_model_dirs() -> list[Path]:
+    """The folders searched for shipped models, in order (see the module docstring)."""
+    dirs = [Path(p).expanduser() for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p.strip()]
+    dirs.append(Path(__file__).resolve().parents[1] / "models")
+    checkout = _checkout_models_dir()
+    if checkout is not None:
+        dirs.append(checkout)
+    dirs.append(sparsearch_cache_root() / "models")
+    return dirs
+
+
+def find_shipped_model(name: str) -> Path | None:
+    """The first ``<dir>/<name>`` holding a model (a ``config.json`` or ``modules.json``), else ``None``."""
+    for d in shipped_model_dirs():
+        candidate = d / name
+        if (candidate / "config.json").is_file() or (candidate / "modules.json").is_file():
+            return candidate.resolve()
+    return None
+
+
+def hf_hub_cache() -> Path:
+    """The ``huggingface_hub`` cache folder, read from the environment now (not at import time)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def hf_offline() -> bool:
+    return _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE"))
+
+
+def _cached_snapshot(repo: str, revision: str | None, cache: Path) -> Path | None:
+    """The cached snapshot folder of ``repo`` at ``revision`` (default ``main``), read from the cache layout.
+
+    ``models--org--name/refs/<revision>`` holds a commit hash; the files are in
+    ``snapshots/<hash>/``.  A full commit hash may be given as the revision directly.
+    """
+    root = cache / ("models--" + repo.replace("/", "--"))
+    rev = revision or "main"
+    ref = root / "refs" / rev
+    commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else rev
+    snapshot = root / "snapshots" / commit
+    return snapshot if snapshot.is_dir() else None
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.rglob("*.safetensors")) or any(folder.rglob("*.bin"))
+
+
+def _root_cause(error: BaseException, limit: int = 160) -> str:
+    """``Type: message`` of the innermost cause (a DNS failure rather than the hub's wrapper), one short line."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or error.__context__
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        error = inner
+    text = " ".join(str(error).split())
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _from_hub(repo: str, revision: str | None, download: bool = True) -> tuple[Path | None, str]:
+    """``(folder, "")`` from the cache or a download, else ``(None, what went wrong)``."""
+    cache = hf_hub_cache()
+    snapshot = _cached_snapshot(repo, revision, cache)
+    if snapshot is not None and _has_weights(snapshot):
+        return snapshot, ""
+    state = "only partly in" if snapshot is not None else "not in"
+    if hf_offline():
+        return None, f"{state} the Hugging Face cache ({cache}) and downloads are off (HF_HUB_OFFLINE=1)"
+    if not download:
+        return None, f"{state} the Hugging Face cache ({cache}) (a name without an org/ part is only looked up there)"
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None, (f"{state} the Hugging Face cache ({cache}); downloading it needs huggingface_hub "
+                      "(pip install 'sparsearch[learned]')")
+    try:
+        folder = Path(snapshot_download(repo, revision=revision, cache_dir=str(cache),
+                                        allow_patterns=HF_ALLOW_PATTERNS))
+        if not any(folder.rglob("*.safetensors")):  # an older repository with PyTorch pickles only
+            folder = Path(snapshot_download(repo, revision=revision, cache_dir=str(cache),
+                                            allow_patterns=["*.bin"]))
+    except Exception as e:  # noqa: BLE001 — network, auth and missing-repo errors all become one line
+        return None, f"{state} the Hugging Face cache ({cache}) and the download failed ({_root_cause(e)})"
+    return folder, ""
+
+
+def resolve_model(text: str | os.PathLike[str]) -> ResolvedModel:
+    """A folder, a shipped model's name or a Hugging Face id -> the local folder (see the module docstring)."""
+    raw = os.fspath(text)
+    given = raw.strip()
+    if not given:
+        raise ModelNotFoundError("--model is empty: give a model folder, a shipped model name "
+                                 f"({', '.join(SHIPPED_MODELS)}) or a Hugging Face id (org/name)")
+    path = Path(given).expanduser()
+    if path.is_dir():
+        return ResolvedModel(path.resolve(), None, "folder")
+    if path.exists():
+        raise ModelNotFoundError(f"model {given!r} is a file; give the model's folder")
+    match = _HF_ID.match(given)
+    looks_like_path = given.startswith((".", "/", "~")) or "\\" in given or given.count("/") > 1
+    if given not in SHIPPED_MODELS and (match is None or looks_like_path):
+        raise ModelNotFoundError(f"model {given!r}: no such folder (nor a shipped model name or a Hugging Face id)")
+    tried = ["no such folder"]
+    if given in SHIPPED_MODELS:
+        found = find_shipped_model(given)
+        if found is not None:
+            return ResolvedModel(found, given, "shipped")
+        where = ", ".join(str(d) for d in shipped_model_dirs())
+        raise ModelNotFoundError(f"model {given!r} is shipped with sparsearch but its files are not installed here "
+                                 f"(looked in {where}); copy the model folder into one of them or set "
+                                 f"${MODELS_ENV} to a folder holding {given}/")
+    tried.append(f"not a shipped model ({', '.join(SHIPPED_MODELS)})")
+    repo = match.group("repo")
+    folder, problem = _from_hub(repo, match.group("rev"), download="/" in repo)
+    if folder is None:
+        raise ModelNotFoundError(f"model {given!r}: {'; '.join(tried)}; as a Hugging Face id: {problem}")
+    return ResolvedModel(folder.resolve(), given, "huggingface")
+
+
+_FROM_MANIFEST: ContextVar[bool] = ContextVar("sparsearch_model_from_manifest", default=False)
+
+
+@contextmanager
+def configs_from_manifest() -> Iterator[None]:
+    """Encoder configs built inside this block come from a manifest: resolving their model never raises."""
+    token = _FROM_MANIFEST.set(True)
+    try:
+        yield
+    finally:
+        _FROM_MANIFEST.reset(token)
+
+
+def resolve_model_dir(model_dir: str, model: str | None) -> tuple[str, str | None]:
+    """For encoder configs: ``(folder, name)`` from ``model_dir`` (a folder or a name) and the recorded ``model``.
+
+    * ``model`` unset: ``model_dir`` is what the user gave — a folder is kept
+      as given, a name is resolved (raising :class:`ModelNotFoundError` when it
+      cannot be) and becomes ``model``.
+    * ``model`` set, or inside :func:`configs_from_manifest` (a config read
+      back from an index): kept as recorded.  Opening an index never fails, or
+      downloads, for a model that only document encoding needs (inference-free
+      queries use the index's own copy of the tokenizer and IDF table);
+      :func:`require_model_dir` finds the model again when it is used.
+    """
+    if model is not None or _FROM_MANIFEST.get():
+        return model_dir, model
+    if Path(model_dir).expanduser().is_dir():
+        return model_dir, None
+    found = resolve_model(model_dir)
+    return str(found.path), found.name
+
+
+def require_model_dir(model_dir: str, model: str | None) -> Path:
+    """The model folder at the point of use: the recorded one while it exists, else ``model`` resolved again.
+
+    A folder that has gone (the index moved to another machine, a cleaned
+    cache) is found again by name; without a name, or when the name resolves
+    nowhere, :class:`ModelNotFoundError` says what was tried.
+    """
+    if Path(model_dir).is_dir():
+        return Path(model_dir)
+    if model is not None:
+        return resolve_model(model).path
+    raise ModelNotFoundError(f"model folder {model_dir} does not exist (moved or deleted?)")
