@@ -199,14 +199,26 @@ def save_array(path: Path, array: np.ndarray) -> int:
     return path.stat().st_size
 
 
+_fsync_pool: ThreadPoolExecutor | None = None
+_fsync_pool_guard = threading.Lock()
+
+
 def fsync_files(paths: list[Path]) -> None:
-    """fsync many files at once: concurrent fsyncs share journal commits instead of queueing."""
-    if len(paths) <= 1:
+    """fsync many files at once: concurrent fsyncs share journal commits instead of queueing.
+
+    One pool for the process (eight threads, started on first use), not one
+    per call: a server flushing many collections at once would otherwise
+    start sixteen threads for each.
+    """
+    global _fsync_pool
+    if len(paths) <= 2:
         for p in paths:
             fsync_path(p)
         return
-    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-        list(pool.map(fsync_path, paths))
+    with _fsync_pool_guard:
+        if _fsync_pool is None:
+            _fsync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sparsearch-fsync")
+    list(_fsync_pool.map(fsync_path, paths))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
