@@ -37,6 +37,11 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
+def _given(value):  # type: ignore[no-untyped-def]
+    """``value``, or ``None`` when a command function was called from Python without it (typer's default object)."""
+    return None if isinstance(value, typer.models.ParameterInfo) else value
+
+
 def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
     from sparsearch.retriever.bm25 import BM25Config, BM25Encoder
 
@@ -78,8 +83,16 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
 
 @app.command()
 def index(
-    corpus: Path = typer.Argument(..., help="corpus.jsonl, or a BEIR dataset folder holding one."),
+    corpus: Optional[Path] = typer.Argument(None, help="corpus.jsonl, or a BEIR dataset folder holding one "
+                                            "(omit with --vectors)."),
     out: Path = typer.Option(..., "--out", help="Index directory to create."),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", help="Index documents encoded elsewhere: Pyserini "
+                                           "JsonVectorCollection JSON lines {\"id\", \"contents\", \"vector\": "
+                                           "{token: weight}} (a file or a folder of them); score = dot product."),
+    query_analyzer: str = typer.Option("whitespace", "--query-analyzer", help="With --vectors, how text queries "
+                                       "become tokens: whitespace (pretokenized, weight = count), lucene-english "
+                                       "(BM25's analyzer; for BM25 impact exports) or a folder with tokenizer.json "
+                                       "(and idf.json). Query vectors need none of them."),
     encoder: str = typer.Option("bm25", help="Encoder: bm25, splade or inference-free."),
     k1: float = typer.Option(0.9, help="BM25 k1."),
     b: float = typer.Option(0.4, help="BM25 b."),
@@ -97,11 +110,24 @@ def index(
     from sparsearch.corpus import count_lines, read_corpus
     from sparsearch.engine import Index
 
+    vectors = _given(vectors)
     try:
-        enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device, doc_threshold)
         t = time.perf_counter()
-        idx = Index.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
-                          total=count_lines(corpus) if progress else None)
+        if vectors is not None:
+            from sparsearch.vectors_io import build_from_vectors
+
+            if corpus is not None:
+                raise SparsearchError("give either a corpus or --vectors FILE, not both")
+            if _given(encoder) not in (None, "bm25") or _given(model) is not None:
+                raise SparsearchError("--vectors indexes vectors as they are: --encoder and --model do not apply "
+                                      "(text queries go through --query-analyzer)")
+            idx = build_from_vectors(vectors, out, _given(query_analyzer), overwrite=overwrite, progress=progress)
+        elif corpus is None:
+            raise SparsearchError("missing the corpus to index (a corpus.jsonl or BEIR folder, or --vectors FILE)")
+        else:
+            enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device, doc_threshold)
+            idx = Index.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
+                              total=count_lines(corpus) if progress else None)
         seconds = time.perf_counter() - t
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
@@ -113,20 +139,31 @@ def index(
 @app.command()
 def search(
     index_dir: Path = typer.Argument(..., help="Index directory."),
-    query: str = typer.Argument(..., help="Query text."),
+    query: Optional[str] = typer.Argument(None, help="Query text (omit with --query-vector)."),
     k: int = typer.Option(10, "-k", "--k", help="Number of hits (at least 1; more than the index holds gives all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    query_vector: Optional[str] = typer.Option(None, "--query-vector", help="Search with a query vector instead "
+                                               "of text: a JSON object {\"token\": weight} in the index's tokens."),
 ) -> None:
     """Search an index; prints rank, id, score and title."""
     from sparsearch.engine import Index
     from sparsearch.eval.beir import effective_k
 
+    query_vector = _given(query_vector)
     # k is checked here rather than with typer's min=1, whose message is a multi-line usage box;
     # it is clamped to the document count because the search allocates k result slots.
     try:
         effective_k(k, 1)
+        if (query is None) == (query_vector is None):
+            raise SparsearchError("give a query text or --query-vector JSON (one of the two)")
         idx = Index.open(index_dir)
-        hits = idx.search(query, effective_k(k, idx.n_docs))
+        if query_vector is not None:
+            from sparsearch.vectors_io import parse_query_vector, search_vectors
+
+            vector = parse_query_vector(query_vector)
+            hits = search_vectors(idx, [vector], effective_k(k, idx.n_docs), threads=1)[0]
+        else:
+            hits = idx.search(query, effective_k(k, idx.n_docs))
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
     except MemoryError:
@@ -136,7 +173,7 @@ def search(
         title = idx.stored_fields(int(internal)).get("title", "")
         rows.append({"rank": rank, "_id": doc_id, "score": float(score), "title": title})
     if as_json:
-        typer.echo(json.dumps({"query": query, "hits": rows}, ensure_ascii=False))
+        typer.echo(json.dumps({"query": query if query_vector is None else vector, "hits": rows}, ensure_ascii=False))
         return
     if not rows:
         typer.echo("no hits")
@@ -166,6 +203,9 @@ def eval_command(
     batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
     speed: bool = typer.Option(True, help="Measure QPS and latency."),
+    query_vectors: Optional[Path] = typer.Option(None, "--query-vectors", help="Search --index with precomputed "
+                                                 "query vectors (JSON lines {\"id\", \"vector\"}) instead of "
+                                                 "the dataset's query texts; quality only."),
 ) -> None:
     """Evaluate on a BEIR split: NDCG@10, Recall@100/1000, MRR@10, speed and size."""
     from sparsearch.eval.beir import EvalSettings, effective_k, evaluate_beir
@@ -175,6 +215,8 @@ def eval_command(
         from sparsearch.datasets import resolve_dataset
 
         dataset = str(resolve_dataset(dataset, cache_dir, split=split, log=lambda m: typer.echo(m, err=True)))
+        if _given(query_vectors) is not None:
+            return _eval_query_vectors(Path(dataset), index_dir, query_vectors, split, k, run, report)
         enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device,
                                                doc_threshold)
         # The warnings are printed below as "warning:" lines rather than logged, so they show once.
@@ -199,6 +241,27 @@ def eval_command(
     if speed:
         typer.echo(f"QPS 1 thread {result['qps_1_thread']:.0f}, all threads {result['qps_all_threads']:.0f}; "
                    f"latency p50 {result['latency_ms']['p50']:.3f} ms, p99 {result['latency_ms']['p99']:.3f} ms")
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def _eval_query_vectors(dataset: Path, index_dir: Optional[Path], query_vectors: Path, split: str, k: int,
+                        run: Optional[Path], report: Optional[Path]) -> None:
+    """``sparsearch eval --query-vectors``: metrics of an existing index searched with precomputed query vectors."""
+    from sparsearch.vectors_io import evaluate_query_vectors
+
+    try:
+        if index_dir is None:
+            raise SparsearchError("--query-vectors searches an existing index: give --index DIR")
+        result = evaluate_query_vectors(dataset, index_dir, query_vectors, split=split, k=k, run_path=run)
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    if report:
+        report.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    m = result["metrics"]
+    typer.echo(f"{result['dataset']} {split} (query vectors): NDCG@10 {m['ndcg_cut_10']:.4f}  R@100 "
+               f"{m['recall_100']:.4f}  R@1000 {m['recall_1000']:.4f}  MRR@10 {m['recip_rank']:.4f}  "
+               f"({result['n_queries']} queries, {result['avg_nonzeros_per_query']:.1f} non-zeros per query)")
     for warning in result["warnings"]:
         typer.echo(f"warning: {warning}", err=True)
 
@@ -375,6 +438,67 @@ def quickstart(
     q = query or default_query
     typer.echo(f"query: {q}")
     search(index_dir=out, query=q, k=5, as_json=False)
+
+
+@app.command()
+def export(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    fmt: str = typer.Option("anserini", "--format", help="anserini (JsonVectorCollection, integer weights), "
+                            "jsonl (same layout, exact float weights) or opensearch (bulk file, rank_features)."),
+    out: Path = typer.Option(..., "--out", help="File to write (.gz: gzipped); replaced atomically."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="anserini: weights = round(w * scale); default "
+                                          "255 / the largest weight (8 bits). SPLADE's Anserini exports use 100."),
+    field_name: str = typer.Option("sparse_embedding", "--field", help="opensearch: the rank_features field."),
+    index_name: Optional[str] = typer.Option(None, "--index-name", help="opensearch: _index of every action "
+                                             "(default: the index directory's name)."),
+) -> None:
+    """Write an index's document vectors for Anserini/Pyserini or OpenSearch (BM25: its impacts)."""
+    from sparsearch.engine import Index
+    from sparsearch.vectors_io import export_index
+
+    try:
+        summary = export_index(Index.open(index_dir), out, fmt, scale=scale, field_name=field_name,
+                               index_name=index_name)
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(summary.describe())
+
+
+@app.command()
+def repro(
+    matrix: Optional[Path] = typer.Option(None, "--matrix", help="Matrix file (default: configs/repro.yaml of "
+                                          "the checkout)."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this entry (repeatable; shell "
+                                             "patterns allowed). A slow entry named here runs."),
+    slow: bool = typer.Option(False, "--slow", help="Also run entries marked slow (learned models: minutes)."),
+    check_: bool = typer.Option(False, "--check", help="Exit 1 if any metric deviates beyond its tolerance "
+                                "or an entry fails."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder the matrix's datasets are relative "
+                                        "to (default: $SPARSEARCH_DATA)."),
+    download: bool = typer.Option(False, "--download", help="Fetch a BEIR dataset found nowhere locally."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the results table (Markdown) "
+                                                "here, e.g. docs/repro.md."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the results as JSON here."),
+) -> None:
+    """Run the reproducibility matrix: expected vs measured NDCG@10 and Recall@100 per (dataset, model, settings)."""
+    from sparsearch import repro as rp
+
+    try:
+        m = rp.load_matrix(matrix or rp.DEFAULT_MATRIX)
+        results = rp.run_matrix(m, only=only or None, slow=slow, data=data, download=download,
+                                progress=lambda line: typer.echo(line, err=True))
+    except (SparsearchError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(rp.format_table(results))
+    typer.echo(rp.summary_line(results))
+    if markdown_out is not None:
+        words = ["sparsearch repro"] + (["--slow"] if slow else []) + [f"--only {o}" for o in only or []]
+        markdown_out.write_text(rp.markdown(results, m, " ".join(words + [f"--markdown {markdown_out}"])),
+                                encoding="utf-8")
+    if report is not None:
+        report.write_text(json.dumps(rp.results_json(results), indent=2) + "\n", encoding="utf-8")
+    if check_ and any(r.failed for r in results):
+        raise typer.Exit(1)
 
 
 def run() -> None:

@@ -15,6 +15,7 @@ _ENCODERS: dict[str, str] = {
     "bm25": "sparsearch.retriever.bm25:BM25Encoder",
     "splade": "sparsearch.retriever.splade:SpladeEncoder",
     "inference-free": "sparsearch.retriever.inference_free:InferenceFreeEncoder",
+    "precomputed": "sparsearch.retriever.precomputed:PrecomputedEncoder",
 }
 
 
