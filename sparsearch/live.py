@@ -329,14 +329,15 @@ class LiveIndex:
                     self.index.delete(self._deleted)
                     self.index.add(doc for doc, _ in self._buffer.values())
                     self.index.commit(encoded=SparseBatch.concatenate([v for _, v in self._buffer.values()]))
-                except BaseException:
+                except BaseException as error:
                     self.index._pending, self.index._pending_deletes = {}, set()
                     after = self.index.inverted.manifest.generation if self.index.inverted.manifest else 0
                     if after == before:
                         self._flush_failures += 1
                         self._last_flush = time.monotonic()
                         raise
-                    log.warning("%s: the flush took effect although the disk reported an error", self.path)
+                    log.warning("%s: the flush took effect although the disk reported an error (%s); the log "
+                                "still holds its writes until it is emptied", self.path, error)
                 self._buffer = {}
                 self._parts, self._where = [], {}
                 self._deleted = set()
