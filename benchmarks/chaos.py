@@ -1077,13 +1077,13 @@ def free_port() -> int:
 class Server:
     """``sparsearch serve`` in a subprocess (the working tree's code: ``python -c 'sparsearch.cli.run()'``)."""
 
-    def __init__(self, data_dir: Path, flush_docs: int = 200, flush_seconds: float = 2.0) -> None:
+    def __init__(self, data_dir: Path, log_dir: Path, flush_docs: int = 200, flush_seconds: float = 2.0) -> None:
         self.data_dir, self.port = data_dir, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.args = ["serve", "--data-dir", str(data_dir), "--port", str(self.port),
                      "--flush-docs", str(flush_docs), "--flush-seconds", str(flush_seconds)]
         self.proc: subprocess.Popen | None = None
-        self.stderr = Path(tempfile.gettempdir()) / f"sparsearch-chaos-server-{os.getpid()}-{self.port}.log"
+        self.stderr = log_dir / f"server-{self.port}.log"  # not on the tmpfs: it must take writes when full
 
     def start(self, wait: bool = True) -> float:
         import httpx
@@ -1139,7 +1139,7 @@ def server_recovery(root: Path, n: int, seed: int, repeats: int = 3) -> dict[str
     import httpx
 
     data = root / "server-recovery"
-    server = Server(data, flush_docs=10**9, flush_seconds=1e9)
+    server = Server(data, root, flush_docs=10**9, flush_seconds=1e9)
     server.start()
     r = httpx.put(f"{server.base}/collections/rec", json={"encoder": "bm25"}, headers=AUTH, timeout=30)
     r.raise_for_status()
@@ -1205,7 +1205,7 @@ def tmpfs(size_mb: int) -> Iterator[Path | None]:
         mount.rmdir()
 
 
-def full_disk(size_mb: int, seed: int) -> dict[str, Any]:
+def full_disk(size_mb: int, seed: int, log_dir: Path) -> dict[str, Any]:
     import httpx
 
     rng = random.Random(seed)
@@ -1213,7 +1213,7 @@ def full_disk(size_mb: int, seed: int) -> dict[str, Any]:
         if mount is None:
             return {"skipped": "tmpfs could not be mounted (needs root)"}
         data = mount / "data"
-        server = Server(data, flush_docs=200, flush_seconds=2.0)
+        server = Server(data, log_dir, flush_docs=200, flush_seconds=2.0)
         server.start()
         client = httpx.Client(base_url=server.base, timeout=60, headers=AUTH)
         client.put("/collections/full", json={"encoder": "bm25"}).raise_for_status()
@@ -1382,7 +1382,7 @@ def main() -> None:
                 print("  server:", result["recovery"]["server"]["median_start_to_first_search_200_s"], flush=True)
         if "fulldisk" in parts and not args.no_server:
             print(f"5. full disk: {args.tmpfs_mb} MB tmpfs", flush=True)
-            result["full_disk"] = full_disk(args.tmpfs_mb, args.seed)
+            result["full_disk"] = full_disk(args.tmpfs_mb, args.seed, disk)
             print(json.dumps(result["full_disk"], indent=1), flush=True)
     result["load_average_1min"]["end"] = os.getloadavg()[0]
     result["seconds"] = seconds = time.perf_counter() - t0
