@@ -479,21 +479,27 @@ def repro(
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the results table (Markdown) "
                                                 "here, e.g. docs/repro.md."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the results as JSON here."),
+    from_report: Optional[Path] = typer.Option(None, "--from-report", help="Run nothing: show (and --markdown) "
+                                               "the results of an earlier --report against the matrix."),
 ) -> None:
     """Run the reproducibility matrix: expected vs measured NDCG@10 and Recall@100 per (dataset, model, settings)."""
     from sparsearch import repro as rp
 
+    env = None
     try:
         m = rp.load_matrix(matrix or rp.DEFAULT_MATRIX)
-        results = rp.run_matrix(m, only=only or None, slow=slow, data=data, download=download,
-                                progress=lambda line: typer.echo(line, err=True))
+        if from_report is not None:
+            results, env = rp.load_report(from_report, m)
+        else:
+            results = rp.run_matrix(m, only=only or None, slow=slow, data=data, download=download,
+                                    progress=lambda line: typer.echo(line, err=True))
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
     typer.echo(rp.format_table(results))
     typer.echo(rp.summary_line(results))
     if markdown_out is not None:
         words = ["sparsearch repro"] + (["--slow"] if slow else []) + [f"--only {o}" for o in only or []]
-        markdown_out.write_text(rp.markdown(results, m, " ".join(words + [f"--markdown {markdown_out}"])),
+        markdown_out.write_text(rp.markdown(results, m, " ".join(words + [f"--markdown {markdown_out}"]), env),
                                 encoding="utf-8")
     if report is not None:
         report.write_text(json.dumps(rp.results_json(results), indent=2) + "\n", encoding="utf-8")

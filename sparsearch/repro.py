@@ -424,11 +424,11 @@ def summary_line(results: list[EntryResult]) -> str:
             f"{count['skipped']} skipped (of {len(results)} entries)")
 
 
-def markdown(results: list[EntryResult], matrix: Matrix, command: str) -> str:
-    """The results table for the docs, generated (never edited by hand)."""
+def markdown(results: list[EntryResult], matrix: Matrix, command: str, env: dict[str, Any] | None = None) -> str:
+    """The results table for the docs, generated (never edited by hand); ``env``: where it ran (default: here)."""
     from sparsearch.eval.beir import environment
 
-    env = environment()
+    env = env or environment()
     metric_names = [m for m in METRICS if any(m in r.entry.expected for r in results)]
     try:
         matrix_name = matrix.path.resolve().relative_to(REPO_ROOT).as_posix()
@@ -445,7 +445,8 @@ def markdown(results: list[EntryResult], matrix: Matrix, command: str) -> str:
         "Each row builds the index from scratch and evaluates it with `sparsearch eval`'s code path "
         "(k = 1000 unless stated). *Expected* is the matrix's value, *measured* this run's; a row passes "
         "when every metric is within its tolerance (absolute). Rows marked slow encode the corpus with a "
-        "learned model (minutes on CPU) and run only with `--slow`.",
+        "learned model on CPU and run only with `--slow`; *seconds* is the wall-clock time of build and "
+        "evaluation on this machine, shared with other jobs during the run.",
         "",
     ]
     head = ["entry", "dataset", "encoder", "settings"]
@@ -478,7 +479,47 @@ def markdown(results: list[EntryResult], matrix: Matrix, command: str) -> str:
     return "\n".join(lines)
 
 
-def results_json(results: list[EntryResult]) -> list[dict[str, Any]]:
+def results_json(results: list[EntryResult]) -> dict[str, Any]:
+    """The report ``--report`` writes: where it ran, and every entry's expected and measured values."""
+    from sparsearch.eval.beir import environment
+
+    return {"environment": environment(), "results": _entries_json(results)}
+
+
+def load_report(path: str | Path, matrix: Matrix) -> tuple[list[EntryResult], dict[str, Any] | None]:
+    """Results of an earlier ``--report`` for the matrix's entries (to re-render them without running again).
+
+    Expected values and tolerances come from the matrix as it is now; an
+    entry the report lacks is shown as not run.
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such report file", path=p) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e.msg})", path=p, line=e.lineno) from None
+    rows = raw.get("results") if isinstance(raw, dict) else raw
+    env = raw.get("environment") if isinstance(raw, dict) else None
+    if not isinstance(rows, list):
+        raise InputError("expected a report written by sparsearch repro --report", path=p)
+    by_name = {r.get("name"): r for r in rows if isinstance(r, dict)}
+    out = []
+    for entry in matrix.entries:
+        row = by_name.get(entry.name)
+        if row is None or row.get("status") == "skipped":
+            out.append(EntryResult(entry, "skipped", [MetricResult(m, v, None, entry.tolerance[m])
+                                                      for m, v in entry.expected.items()], message="not in report"))
+            continue
+        measured = {m: (v or {}).get("measured") for m, v in (row.get("metrics") or {}).items()}
+        metrics = [MetricResult(m, v, measured.get(m), entry.tolerance[m]) for m, v in entry.expected.items()]
+        status = "error" if row.get("status") == "error" else ("ok" if all(r.ok for r in metrics) else "deviation")
+        out.append(EntryResult(entry, status, metrics, row.get("seconds"), row.get("message") or "",
+                               row.get("dataset_dir")))
+    return out, env
+
+
+def _entries_json(results: list[EntryResult]) -> list[dict[str, Any]]:
     return [{"name": r.entry.name, "dataset": r.entry.dataset, "dataset_dir": r.dataset_dir,
              "encoder": r.entry.encoder, "model": r.entry.model, "settings": r.entry.settings,
              "split": r.entry.split, "k": r.entry.k, "status": r.status, "seconds": r.seconds,

@@ -63,8 +63,15 @@ def test_matrix_passes_and_check_exits_0(tiny: Path, tmp_path: Path) -> None:
     text = md.read_text()
     assert text.startswith("# Reproducibility matrix") and "| bm25-tiny |" in text and "0.7500" in text
     assert "do not edit by hand" in text
-    [res] = json.loads(report.read_text())
+    saved = json.loads(report.read_text())
+    [res] = saved["results"]
     assert res["status"] == "ok" and res["metrics"]["ndcg@10"]["measured"] == pytest.approx(0.75)
+    assert "commit" in saved["environment"]
+    # Re-rendered from the report against a matrix whose expectation changed: nothing runs, the deviation shows.
+    stricter = write_matrix(tmp_path / "m2.yaml", [entry(tiny, expected={"ndcg@10": 0.9, "recall@100": 0.75})])
+    r = cli("repro", "--matrix", stricter, "--from-report", report, "--check", "--markdown", tmp_path / "again.md")
+    assert r.exit_code == 1 and "DEVIATION" in r.output and "running" not in r.output
+    assert "**0.7500**" in (tmp_path / "again.md").read_text()
 
 
 def test_a_deviation_fails_check_but_not_a_plain_run(tiny: Path, tmp_path: Path) -> None:
@@ -146,6 +153,7 @@ def test_shipped_matrix_is_valid() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_shipped_matrix_reproduces_bm25(data_root: Path) -> None:
     """The four BM25 rows against the real data (the learned rows: ``sparsearch repro --slow --check``)."""
     r = cli("repro", "--data", data_root, "--only", "bm25-*", "--check")
