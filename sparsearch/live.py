@@ -115,6 +115,7 @@ class LiveIndex:
             self._deleted: set[str] = set()  # committed documents deleted or replaced since the last flush
             self._last_flush = time.monotonic()
             self._flush_failures = 0
+            self._commit_unsynced = False  # a commit whose directory fsync failed: keep the log until synced
             self._generation = 0
             self._wal = WriteAheadLog(self.path / WAL_NAME)
             self._replay(self._wal.read())
@@ -303,9 +304,11 @@ class LiveIndex:
 
     def flush_due(self, now: float | None = None) -> bool:
         """Whether buffered writes should become a segment now (the scheduler asks every tick)."""
-        if not (self._buffer or self._deleted) or self._closed:
+        if self._closed or not (self._buffer or self._deleted or self._commit_unsynced):
             return False
         now = time.monotonic() if now is None else now
+        if self._commit_unsynced and not (self._buffer or self._deleted):
+            return now - self._last_flush >= 1.0  # retry the directory fsync that keeps the log
         if self._flush_failures:  # back off while the disk refuses: 1, 2, 4 ... 60 s
             return now - self._last_flush >= min(60.0, 2.0 ** (self._flush_failures - 1))
         return (len(self._buffer) >= self.settings.flush_docs or self._wal.size >= self.settings.flush_bytes
@@ -336,18 +339,33 @@ class LiveIndex:
                         self._flush_failures += 1
                         self._last_flush = time.monotonic()
                         raise
+                    # The rename is in force but not known durable (its directory fsync failed):
+                    # keep the log, whose records replay idempotently, until an fsync succeeds.
                     log.warning("%s: the flush took effect although the disk reported an error (%s); the log "
-                                "still holds its writes until it is emptied", self.path, error)
+                                "keeps its writes until the commit is known durable", self.path, error)
+                    self._commit_unsynced = True
                 self._buffer = {}
                 self._parts, self._where = [], {}
                 self._deleted = set()
                 self._publish()
-                self._wal.reset()
-                self._merge()
-            elif self._wal.size:
+                if self._commit_durable():
+                    self._wal.reset()
+                    self._merge()
+            elif self._wal.size and self._commit_durable():
                 self._wal.reset()
             self._flush_failures = 0
             self._last_flush = time.monotonic()
+
+    def _commit_durable(self) -> bool:
+        """Whether the manifest in force is known to survive a power loss (retrying its directory fsync)."""
+        if self._commit_unsynced:
+            try:
+                fsync_path(self.path / INDEX_DIR)
+            except OSError as e:
+                log.warning("%s: the index directory still cannot be synced (%s); the log is kept", self.path, e)
+                return False
+            self._commit_unsynced = False
+        return True
 
     def _merge(self) -> None:
         """Tiered merges after a flush; a failed merge changes nothing and is retried at the next flush."""

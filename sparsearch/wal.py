@@ -104,7 +104,10 @@ class WriteAheadLog:
         if self.broken is not None:
             self._cut_back()
             if self.broken is not None:
-                raise self.broken
+                # This write is refused before it is written: its own outcome is known.
+                raise StorageError(f"{self.path}: the log still holds a failed record it could not cut off "
+                                   f"({self.broken.message}); refusing writes until it can",
+                                   self.broken.errno, str(self.path))
         try:
             write_fd(self._fd, data, self.path)
             fsync_fd(self._fd, self.path)

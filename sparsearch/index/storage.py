@@ -53,6 +53,7 @@ class FaultRule:
     after: int = 0
     times: int = 1
     path_contains: str = ""
+    path_suffix: str = ""
     seen: int = 0
     fired: int = 0
 
@@ -79,7 +80,8 @@ class FaultInjector:
         with self._lock:
             self.calls += 1
             for rule in self.rules:
-                if rule.op not in (op, "*") or rule.path_contains not in str(path):
+                if (rule.op not in (op, "*") or rule.path_contains not in str(path)
+                        or not str(path).endswith(rule.path_suffix)):
                     continue
                 rule.seen += 1
                 if rule.seen > rule.after and (rule.times == 0 or rule.fired < rule.times):

@@ -102,7 +102,6 @@ class _FailDirectoryFsync(FaultInjector):
         return None
 
 
-@pytest.mark.xfail(strict=True, reason="a flush empties the log although its manifest rename was not made durable")
 def test_the_log_is_kept_while_the_commit_rename_is_not_durable(tmp_path: Path) -> None:
     """The manifest rename happened, then the directory fsync failed (EIO).
 

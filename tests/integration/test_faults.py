@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,9 @@ def test_a_log_that_cannot_be_cut_back_refuses_writes_until_it_can(tmp_path: Pat
     with inject_faults(FaultInjector(rules=rules, seed=3)):
         with pytest.raises(StorageFullError):
             live.upsert([doc(2)])  # partial record written, cut back fails: the log is broken
-        with pytest.raises(StorageError, match="repairing"):
+        with pytest.raises(StorageError, match="could not cut off") as refused:
             live.upsert([doc(3)])  # refused: it would land behind a torn record
+        assert not refused.value.outcome_unknown
         live.upsert([doc(4)])  # the repair succeeds now, then the write
     live.close(flush=False)
     again = LiveIndex(tmp_path / "c")
@@ -129,13 +131,21 @@ def test_a_failed_flush_keeps_everything_sweeps_its_files_and_is_retried(tmp_pat
 def test_a_rename_that_happened_before_its_directory_fsync_failed_is_not_applied_twice(tmp_path: Path) -> None:
     live = fresh(tmp_path)
     live.upsert([doc(1), doc(2)])
-    # The manifest rename succeeds, then the directory fsync fails: the new generation is in force.
-    rule = FaultRule("fsync", errno.EIO, path_contains=INDEX_DIR)
-    with inject_faults(FaultInjector(rules=[rule])):
+    # The manifest rename succeeds, then the directory fsync fails: the new generation is in force,
+    # but not known durable, so the log keeps its records until an fsync of the directory succeeds.
+    rule = FaultRule("fsync", errno.EIO, path_suffix=f"/{INDEX_DIR}", times=0)
+    with inject_faults(FaultInjector(rules=[rule])) as faults:
         try:
             live.flush()
         except StorageError:
             pass
+        assert faults.injected and (tmp_path / "c" / WAL_NAME).stat().st_size > 0
+        assert live.flush_due(now=time.monotonic() + 2)  # the scheduler retries
+        live.flush()  # still failing: the log is kept
+        assert (tmp_path / "c" / WAL_NAME).stat().st_size > 0
+    assert_same_as_fresh_build(live, [doc(1), doc(2)])
+    live.flush()  # the directory syncs now: the log is emptied
+    assert (tmp_path / "c" / WAL_NAME).stat().st_size == 0
     live.upsert([doc(3)])
     assert_same_as_fresh_build(live, [doc(1), doc(2), doc(3)])
     live.close(flush=False)
