@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
+from slices import write_slice  # noqa: E402
 from synthetic import write_data_root  # noqa: E402
 
 # ``synthetic`` forces the generated stand-ins even where real data is present (CI's second step).
@@ -70,34 +71,6 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if REAL_DATA is not None:
         return REAL_DATA
     return write_data_root(tmp_path_factory.mktemp("synthetic-data"))
-
-
-def write_slice(src: Path, dst: Path, n_docs: int, split: str = "test") -> Path:
-    """First ``n_docs`` documents of a BEIR dataset, with the queries and qrels that touch them."""
-    dst.mkdir(parents=True, exist_ok=True)
-    (dst / "qrels").mkdir(exist_ok=True)
-    ids = set()
-    with open(src / "corpus.jsonl", encoding="utf-8") as f, open(dst / "corpus.jsonl", "w", encoding="utf-8") as out:
-        for i, line in enumerate(f):
-            if i >= n_docs:
-                break
-            ids.add(json.loads(line)["_id"])
-            out.write(line)
-    qids = set()
-    with open(src / "qrels" / f"{split}.tsv", encoding="utf-8") as f, \
-            open(dst / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as out:
-        out.write("query-id\tcorpus-id\tscore\n")
-        next(f)
-        for line in f:
-            q, d, s = line.split()
-            if d in ids:
-                qids.add(q)
-                out.write(f"{q}\t{d}\t{s}\n")
-    with open(src / "queries.jsonl", encoding="utf-8") as f, open(dst / "queries.jsonl", "w", encoding="utf-8") as out:
-        for line in f:
-            if json.loads(line)["_id"] in qids:
-                out.write(line)
-    return dst
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,7 @@ def bare_mlm(tmp_path_factory, tiny_texts) -> Path:
 @pytest.fixture(scope="session")
 def train_slice(data_root: Path, tmp_path_factory) -> Path:
     """The first 300 SciFact documents (the tiny tokenizer's own texts) with the train queries touching them."""
-    from conftest import write_slice  # tests/conftest.py (importable as `conftest` in pytest's default import mode)
+    from slices import write_slice  # tests/fixtures (on sys.path through tests/conftest.py)
 
     return write_slice(data_root / "beir" / "scifact", tmp_path_factory.mktemp("train-slice") / "scifact", 300,
                        split="train")
@@ -94,7 +94,7 @@ def train_slice(data_root: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def eval_slice(data_root: Path, tmp_path_factory) -> Path:
     """The first 200 SciFact documents with the test queries judged on them."""
-    from conftest import write_slice
+    from slices import write_slice
 
     return write_slice(data_root / "beir" / "scifact", tmp_path_factory.mktemp("eval-slice") / "scifact", 200,
                        split="test")
