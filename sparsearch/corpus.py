@@ -27,8 +27,10 @@ def corpus_path(path: str | Path) -> Path:
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line_number, object)`` for every non-blank line; bad bytes or JSON name their line."""
-    with open(path, "rb") as f:
+    """``(line_number, object)`` for every non-blank line (``.gz`` read through gzip); bad bytes or JSON name their line."""
+    import gzip
+
+    with (gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")) as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")

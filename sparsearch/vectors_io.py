@@ -64,6 +64,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from sparsearch.corpus import iter_json_lines
 from sparsearch.errors import DuplicateIdError, InputError, SparsearchError
 from sparsearch.retriever.precomputed import VECTOR_KEY, PrecomputedEncoder, check_weight
 from sparsearch.types import Document, Hits, SparseBatch
@@ -90,23 +91,7 @@ def vector_files(path: str | Path) -> list[Path]:
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line_number, object)`` of a JSON-lines file, gzipped or not; errors name the line."""
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-    with raw as f:
-        for line_no, data in enumerate(f, start=1):
-            try:
-                line = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(f"not valid UTF-8 (byte offset {e.start} in the line)", path=path,
-                                 line=line_no) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"malformed JSON ({e.msg} at column {e.colno})", path=path, line=line_no) from None
-            if not isinstance(obj, dict):
-                raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=path, line=line_no)
-            yield line_no, obj
+    return iter_json_lines(path)
 
 
 def _record_id(obj: dict[str, Any], path: Path, line_no: int) -> str:
