@@ -10,23 +10,23 @@ sparse encoders are others.
 from __future__ import annotations
 
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numba
 import numpy as np
 
 from sparsearch.errors import IndexFormatError
-from sparsearch.index import kernels
+from sparsearch.index import kernels, small
 from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
 from sparsearch.index.manifest import Manifest
 from sparsearch.index.segment import Segment, open_segment
 from sparsearch.types import CollectionStats, SparseBatch
 
-_NORM_LENGTHS = kernels.decode_norm_table()
+_NORM_LENGTHS = small.decode_norm_table()  # equal to kernels.decode_norm_table(), without importing Numba
 _NO_DELETES = np.zeros(0, np.uint8)
 
 
@@ -60,6 +60,8 @@ class InvertedIndex:
         self._stats = self._collection_stats()
         self._local = threading.local()
         self._bound_cache: dict[int, np.ndarray] = {}
+        self._params: tuple[np.ndarray, float, float, float, bool] | None = None
+        self._floors: dict[int, tuple[np.float32, float]] = {}
         self._id_table: list[str] | None = None
 
     # ------------------------------------------------------------ opening
@@ -125,10 +127,37 @@ class InvertedIndex:
     # ------------------------------------------------------------ search
 
     def _length_params(self) -> tuple[np.ndarray, float, float, float, bool]:
-        sc = self.scoring
-        avgdl = self._stats.avg_length or 1.0
-        k_table = (sc.k1 * ((1.0 - sc.b) + sc.b * _NORM_LENGTHS / np.float32(avgdl))).astype(np.float32)
-        return k_table, sc.k1, sc.b / avgdl, 1.0 - sc.b, sc.length_norm == "exact"
+        """(k_table, k1, b / avgdl, 1 - b, exact lengths?) of this snapshot; computed once (the stats never change)."""
+        params = self._params
+        if params is None:
+            sc = self.scoring
+            avgdl = self._stats.avg_length or 1.0
+            k_table = (sc.k1 * ((1.0 - sc.b) + sc.b * _NORM_LENGTHS / np.float32(avgdl))).astype(np.float32)
+            params = self._params = (k_table, sc.k1, sc.b / avgdl, 1.0 - sc.b, sc.length_norm == "exact")
+        return params
+
+    def _underflow_bounds(self, seg: Segment, params: tuple) -> tuple[np.float32, float]:
+        """``(min_weight, max_kd)`` of a segment under this snapshot, for the kernels' zero-contribution test.
+
+        See :func:`kernels._accumulate`: the smallest stored weight and an upper
+        bound of every document's ``kd`` tell per query term whether a
+        contribution can round to 0.  Cached per snapshot (and the segment's
+        extremes per segment).
+        """
+        key = id(seg)
+        floors = self._floors.get(key)
+        if floors is None:
+            min_weight, max_length = _segment_extremes(seg)
+            k_table, k1, b_over_avgdl, one_minus_b, exact = params
+            if self.scoring.transform == "linear":
+                max_kd = 0.0
+            elif exact:
+                # The kernel rounds k1 * (1 - b + b * len / avgdl) to float32: 1e-6 covers that rounding.
+                max_kd = float(k1 * (one_minus_b + b_over_avgdl * max_length)) * (1 + 1e-6)
+            else:
+                max_kd = float(np.max(k_table))
+            floors = self._floors[key] = (min_weight, max_kd)
+        return floors
 
     def _workspace(self, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This thread's scratch arrays for single-query search (accumulator, touched list, histogram)."""
@@ -157,11 +186,14 @@ class InvertedIndex:
         k = int(k)
         result: TopK | None = None
         params = self._length_params()
+        # Merging per-segment lists in NumPy too when every segment was searched in NumPy (small index).
+        numpy_merge = len(self.segments) > 1 and not use_maxscore and all(
+            small.small_search(s.n_postings, s.n_docs) for s in self.segments)
         for seg, base in zip(self.segments, self.bases[:-1]):
             if seg.n_docs == 0:
                 continue
             part = self._search_segment(seg, int(base), queries, k, threads, params, use_maxscore)
-            result = part if result is None else _merge(result, part, k)
+            result = part if result is None else _merge(result, part, k, numpy_merge)
         if result is None:
             result = TopK(np.zeros((n_q, k), np.float32), np.zeros((n_q, k), np.int64), np.zeros(n_q, np.int64))
         return result
@@ -190,6 +222,15 @@ class InvertedIndex:
         common = (seg.postings_offsets, seg.postings_docs, seg.postings_weights, seg.scales,
                   transform, k_table, seg.doc_norms, np.float32(k1), np.float32(b_over_avgdl),
                   np.float32(one_minus_b), seg.doc_lengths, exact, deleted, base)
+        if not use_maxscore and small.small_search(seg.n_postings, seg.n_docs):
+            # A small segment: the same scores and order from NumPy, no JIT compilation (index/small.py).
+            small.search(queries.offsets, queries.term_ids, queries.weights, k, *common, seg.n_docs,
+                         scores, docs, counts)
+            return TopK(scores, docs, counts)
+        import numba
+
+        floors = () if use_maxscore else self._underflow_bounds(seg, params)
+
         n_threads = min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
         n_blocks = max(1, min(n_threads, n_q))
         if use_maxscore:
@@ -206,11 +247,11 @@ class InvertedIndex:
             # One query: reuse this thread's scratch arrays rather than allocating n_docs floats.
             acc, touched, hist = self._workspace(seg.n_docs)
             t, w = queries.row(0)
-            counts[0] = kernels.search_one(t, w, k, *common, acc, touched, hist, scores[0], docs[0])
+            counts[0] = kernels.search_one(t, w, k, *common, *floors, acc, touched, hist, scores[0], docs[0])
             return TopK(scores, docs, counts)
         with _numba_threads(n_threads):
             kernels.search_many(queries.offsets, queries.term_ids, queries.weights, k, n_blocks,
-                                *common, seg.n_docs, scores, docs, counts)
+                                *common, *floors, seg.n_docs, scores, docs, counts)
         return TopK(scores, docs, counts)
 
     # ------------------------------------------------------------ documents
@@ -252,8 +293,43 @@ class InvertedIndex:
 
 
 
+_extremes: dict[int, tuple[Any, np.float32, float]] = {}
+_extremes_lock = threading.Lock()
+
+
+def _segment_extremes(seg: Segment) -> tuple[np.float32, float]:
+    """(smallest stored weight, largest document length) of a segment's arrays, computed once per segment.
+
+    Cached by the identity of ``postings_weights``, which every view of the
+    segment (``with_deletes``, every snapshot) shares, under a weak reference.
+    """
+    anchor = seg.postings_weights
+    key = id(anchor)
+    entry = _extremes.get(key)
+    if entry is not None and entry[0]() is anchor:
+        return entry[1], entry[2]
+    min_weight = np.float32(np.min(anchor)) if len(anchor) else np.float32(0.0)
+    max_length = float(np.max(seg.doc_lengths)) if len(seg.doc_lengths) else 0.0
+    try:
+        ref = weakref.ref(anchor, lambda r, key=key: _forget_extremes(key, r))
+    except TypeError:
+        return min_weight, max_length
+    with _extremes_lock:
+        _extremes[key] = (ref, min_weight, max_length)
+    return min_weight, max_length
+
+
+def _forget_extremes(key: int, ref: Any) -> None:
+    with _extremes_lock:
+        entry = _extremes.get(key)
+        if entry is not None and entry[0] is ref:
+            del _extremes[key]
+
+
 @contextmanager
 def _numba_threads(n: int) -> Iterator[None]:
+    import numba
+
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
@@ -262,9 +338,9 @@ def _numba_threads(n: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _merge(a: TopK, b: TopK, k: int) -> TopK:
+def _merge(a: TopK, b: TopK, k: int, numpy_merge: bool = False) -> TopK:
     n_q = len(a.counts)
     out = TopK(np.zeros((n_q, k), np.float32), np.zeros((n_q, k), np.int64), np.zeros(n_q, np.int64))
-    kernels.merge_top_k(a.scores, a.doc_ids, a.counts, b.scores, b.doc_ids, b.counts, k,
-                        out.scores, out.doc_ids, out.counts)
+    merge = small.merge_top_k if numpy_merge else kernels.merge_top_k
+    merge(a.scores, a.doc_ids, a.counts, b.scores, b.doc_ids, b.counts, k, out.scores, out.doc_ids, out.counts)
     return out

@@ -6,7 +6,12 @@ objects, no I/O.  That keeps the kernels testable against plain NumPy
 GIL, so searches run in parallel with each other and with Python work.
 
 Compilation is cached on disk (``cache=True``) so a CLI call pays the JIT only
-the first time a given kernel signature is seen.
+the first time a given kernel signature is seen.  Importing this module does
+not import Numba: the decorators below only record each kernel, and the first
+use of any kernel (a call, or an attribute such as ``py_func``) imports Numba
+and turns every recorded kernel into its dispatcher at once.  A process that
+only ever takes the NumPy paths of small inputs (:mod:`sparsearch.index.small`)
+therefore never pays Numba's import (~0.4 s) nor loads its cache.
 
 Score transforms
 ----------------
@@ -25,8 +30,69 @@ it into a score contribution for a query term weight ``q``:
 
 from __future__ import annotations
 
+import threading
+from functools import update_wrapper
+from typing import Any, Callable
+
 import numpy as np
-from numba import njit, prange
+
+prange = range  # numba.prange once the kernels are compiled (see _materialize)
+_materialized = False
+_materialize_lock = threading.RLock()
+
+
+class _Deferred:
+    """A kernel recorded by :func:`njit`; the first use turns every one of them into a Numba dispatcher."""
+
+    def __init__(self, func: Callable[..., Any], options: dict[str, Any]) -> None:
+        self._func = func
+        self._options = options
+        self._dispatcher: Any = None
+        update_wrapper(self, func)
+
+    def _get(self) -> Any:
+        if self._dispatcher is None:
+            _materialize()
+        return self._dispatcher
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._get()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_func", "_options", "_dispatcher"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
+
+
+def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit(**options)``, deferred: nothing is imported or compiled until a kernel is used."""
+    return lambda func: _Deferred(func, options)
+
+
+def _materialize() -> None:
+    """Import Numba and replace every deferred kernel of this module by its dispatcher (once, thread-safe).
+
+    All at once, before any compiles: a kernel's callees are looked up in this
+    module's globals when it compiles, and must be dispatchers by then.
+    """
+    global _materialized, prange
+    with _materialize_lock:
+        if _materialized:
+            return
+        import numba
+
+        prange = numba.prange
+        namespace = globals()
+        for name, value in list(namespace.items()):
+            if isinstance(value, _Deferred):
+                value._dispatcher = numba.njit(**value._options)(value._func)
+                namespace[name] = value._dispatcher
+        _materialized = True
+
+
+def numba_loaded() -> bool:
+    """Whether any kernel has been used in this process (and Numba imported)."""
+    return _materialized
 
 TRANSFORM_LINEAR = 0
 TRANSFORM_SATURATE = 1
@@ -142,9 +208,8 @@ def quantize_uint8(postings_offsets, weights):
     A term whose weights are all integers in [0, 255] (BM25 term frequencies,
     almost always) keeps scale 1 and is stored losslessly; any other term uses
     ``scale = max / 255`` and rounds to nearest, but never rounds a positive
-    weight down to 0: a posting is a positive contribution, and the
-    accumulators' "first touch" test (``acc == 0``) relies on it — a zero
-    contribution would count one document as touched again and again.
+    weight down to 0: a posting is a positive contribution (one quantised to 0
+    would no longer make its document a hit).
     """
     n_terms = len(postings_offsets) - 1
     scales = np.ones(n_terms, np.float32)
@@ -452,9 +517,24 @@ def _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, do
 def _accumulate(
     q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales,
     transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-    acc, touched,
+    min_weight, max_kd, acc, touched,
 ):
-    """Term-at-a-time accumulation of one query's contributions; returns #touched docs."""
+    """Term-at-a-time accumulation of one query's contributions; returns #touched docs.
+
+    ``touched[:n]`` lists every document whose score left 0, once (so ``n <= n_docs``):
+    contributions are never negative, so a score only grows, and one that rounds to
+    0 (tiny weights) touches nothing and makes no hit.  Listing a document on a
+    zero contribution would list it again on its next one, past the buffer's
+    ``n_docs + 1`` slots: a query vector of tiny weights could write past it.
+
+    ``min_weight`` (float32: the segment's smallest stored weight) and ``max_kd``
+    (float64: an upper bound of every document's length term ``kd``, or 0 for
+    linear scoring) tell, per query term, whether a contribution can round to 0
+    at all; almost never, and then the loop needs only "was the score 0"
+    (branch-free: always write, advance on a first touch — a ~50% branch would
+    mispredict).  Otherwise a second test per posting, "is it still 0", costs
+    ~15% of a query; that loop runs only for such terms.
+    """
     n_touched = 0
     n_terms = len(postings_offsets) - 1
     for i in range(len(q_terms)):
@@ -462,35 +542,61 @@ def _accumulate(
         if t < 0 or t >= n_terms:
             continue
         if not q_weights[i] > 0.0:
-            # Non-positive query weights are skipped: with every contribution
-            # positive, "acc[d] == 0" reliably marks a document not yet touched.
+            # Non-positive query weights are skipped: with no contribution
+            # negative, a score that left 0 never returns to it.
             continue
         qw = np.float32(q_weights[i]) * term_scales[t]
         lo = postings_offsets[t]
         hi = postings_offsets[t + 1]
         if transform == TRANSFORM_LINEAR:
-            for p in range(lo, hi):
-                d = postings_docs[p]
-                a = acc[d]
-                # Branch-free "first touch" bookkeeping: always write, advance only
-                # when the document was untouched (a ~50% branch would mispredict).
-                touched[n_touched] = d
-                n_touched += a == 0.0
-                acc[d] = a + qw * np.float32(postings_weights[p])
+            if qw * np.float32(min_weight) > 0.0:
+                # Every contribution is at least this float32 product (rounding is monotonic): none is 0.
+                for p in range(lo, hi):
+                    d = postings_docs[p]
+                    a = acc[d]
+                    touched[n_touched] = d
+                    n_touched += a == 0.0
+                    acc[d] = a + qw * np.float32(postings_weights[p])
+            else:
+                for p in range(lo, hi):
+                    d = postings_docs[p]
+                    a = acc[d]
+                    updated = a + qw * np.float32(postings_weights[p])
+                    touched[n_touched] = d
+                    n_touched += (a == 0.0) & (updated != 0.0)
+                    acc[d] = updated
         else:
             qs = np.float32(q_weights[i])
             scale = term_scales[t]
-            for p in range(lo, hi):
-                d = postings_docs[p]
-                w = np.float32(postings_weights[p]) * scale
-                if use_exact_lengths:
-                    kd = np.float32(k1 * (one_minus_b + b_over_avgdl * doc_lengths[d]))
-                else:
-                    kd = k_table[doc_norms[d]]
-                a = acc[d]
-                touched[n_touched] = d
-                n_touched += a == 0.0
-                acc[d] = a + qs * (w / (w + kd))
+            # A lower bound of w / (w + kd) over the segment; far above float32's underflow (with a margin
+            # for rounding), and with qs * it too, no contribution rounds to 0.
+            w_low = np.float64(min_weight) * np.float64(scale)
+            ratio = w_low / (w_low + np.float64(max_kd))
+            if ratio >= 1e-30 and qs * ratio >= 1e-30:
+                for p in range(lo, hi):
+                    d = postings_docs[p]
+                    w = np.float32(postings_weights[p]) * scale
+                    if use_exact_lengths:
+                        kd = np.float32(k1 * (one_minus_b + b_over_avgdl * doc_lengths[d]))
+                    else:
+                        kd = k_table[doc_norms[d]]
+                    a = acc[d]
+                    touched[n_touched] = d
+                    n_touched += a == 0.0
+                    acc[d] = a + qs * (w / (w + kd))
+            else:
+                for p in range(lo, hi):
+                    d = postings_docs[p]
+                    w = np.float32(postings_weights[p]) * scale
+                    if use_exact_lengths:
+                        kd = np.float32(k1 * (one_minus_b + b_over_avgdl * doc_lengths[d]))
+                    else:
+                        kd = k_table[doc_norms[d]]
+                    a = acc[d]
+                    updated = a + qs * (w / (w + kd))
+                    touched[n_touched] = d
+                    n_touched += (a == 0.0) & (updated != 0.0)
+                    acc[d] = updated
     return n_touched
 
 
@@ -499,19 +605,20 @@ def search_one(
     q_terms, q_weights, k,
     postings_offsets, postings_docs, postings_weights, term_scales,
     transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-    deleted, doc_base, acc, touched, hist, out_scores, out_docs,
+    deleted, doc_base, min_weight, max_kd, acc, touched, hist, out_scores, out_docs,
 ):
     """Exact top-k of one query over one segment; returns the number of hits written.
 
     ``acc`` (zeroed, one float per document), ``touched`` (int32, one more slot) and
     ``hist`` (zeroed, RADIX_BUCKETS counters, or empty for small segments) are caller-owned
     scratch so that repeated searches do not pay an O(n_docs) allocation; the
-    kernel leaves ``acc`` zeroed again.
+    kernel leaves ``acc`` zeroed again.  ``min_weight`` and ``max_kd``: see
+    :func:`_accumulate` (and ``inverted.underflow_bounds``).
     """
     n_touched = _accumulate(
         q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales,
         transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-        acc, touched,
+        min_weight, max_kd, acc, touched,
     )
     return _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base, hist)
 
@@ -521,7 +628,7 @@ def search_many(
     q_offsets, q_terms, q_weights, k, n_blocks,
     postings_offsets, postings_docs, postings_weights, term_scales,
     transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-    deleted, doc_base, n_docs, out_scores, out_docs, out_counts,
+    deleted, doc_base, min_weight, max_kd, n_docs, out_scores, out_docs, out_counts,
 ):
     """Exact top-k for a batch of queries, queries split into ``n_blocks`` parallel blocks.
 
@@ -541,7 +648,7 @@ def search_many(
             n_touched = _accumulate(
                 q_terms[lo:hi], q_weights[lo:hi], postings_offsets, postings_docs, postings_weights,
                 term_scales, transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
-                use_exact_lengths, acc, touched,
+                use_exact_lengths, min_weight, max_kd, acc, touched,
             )
             out_counts[q] = _collect_top_k(acc, touched, n_touched, deleted, k, out_scores[q], out_docs[q], doc_base,
                                            hist)

@@ -35,7 +35,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from sparsearch.errors import IndexFormatError, InputError
-from sparsearch.index import kernels, verify
+from sparsearch.index import kernels, small, verify
 from sparsearch.index.checksum import crc32_of_buffer, crc32_of_file, format_crc, read_error
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.manifest import SegmentInfo
@@ -289,7 +289,8 @@ class Segment:
         """Documents per term, deleted ones excluded."""
         if self.deleted is None:
             return np.diff(self.postings_offsets)
-        return kernels.live_doc_freq(self.postings_offsets, self.postings_docs, self.deleted)
+        live_doc_freq = small.live_doc_freq if small.small_build(self.n_postings) else kernels.live_doc_freq
+        return live_doc_freq(self.postings_offsets, self.postings_docs, self.deleted)
 
     def doc_freq_all(self) -> np.ndarray:
         """Postings per term, deleted documents included (the CSR row lengths)."""
@@ -369,13 +370,20 @@ def build_segment(
         # contribution positive, which the scoring kernels rely on.
         keep = weights > 0
         offsets, term_ids, weights = compact_offsets(offsets, keep), term_ids[keep], weights[keep]
-    n_chunks = max(1, min(64, 4 * _threads()))
-    postings_offsets, postings_docs, postings_weights = kernels.invert(offsets, term_ids, weights, n_terms, n_chunks)
+    # A small build runs the NumPy twins of the kernels (same arrays; no JIT compilation: index/small.py).
+    numpy_path = small.small_build(len(weights)) and weights.dtype == np.float32
+    if numpy_path:
+        postings_offsets, postings_docs, postings_weights = small.invert(offsets, term_ids, weights, n_terms)
+    else:
+        n_chunks = max(1, min(64, 4 * _threads()))
+        postings_offsets, postings_docs, postings_weights = kernels.invert(offsets, term_ids, weights, n_terms,
+                                                                           n_chunks)
     term_scales = None
     integral_over_a_byte = len(weights) and float(weights.max()) > 255.0 and bool(np.all(weights == np.floor(weights)))
     if config.quantization == "uint8" and not integral_over_a_byte:
         # (Counts above 255 would be rounded; such a segment keeps float32 so BM25 stays exact.)
-        postings_weights, scales = kernels.quantize_uint8(postings_offsets, postings_weights)
+        quantize = small.quantize_uint8 if numpy_path else kernels.quantize_uint8
+        postings_weights, scales = quantize(postings_offsets, postings_weights)
         term_scales = None if bool((scales == 1.0).all()) else scales
     # Encoders without a notion of length (SPLADE, inference-free) get their vectors' non-zero
     # counts: then N counts the documents that hold a term, and avg length is mean non-zeros.
@@ -389,7 +397,7 @@ def build_segment(
         postings_docs=postings_docs,
         postings_weights=postings_weights,
         doc_lengths=_narrow_lengths(np.asarray(lengths)),
-        doc_norms=kernels.encode_norms(np.asarray(lengths, np.float32)),
+        doc_norms=(small.encode_norms if numpy_path else kernels.encode_norms)(np.asarray(lengths, np.float32)),
         doc_ids=ids,
         term_scales=term_scales,
         fields=fields,

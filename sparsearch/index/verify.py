@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sparsearch.errors import SparsearchError
-from sparsearch.index import kernels
+from sparsearch.index import kernels, small
 from sparsearch.index.checksum import crc32_of_file, file_size, format_crc
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ def _offsets_problem(name: str, offsets: np.ndarray, n_rows: int, data: np.ndarr
         return problem
     if len(offsets) != n_rows + 1:
         return f"{name} offsets have {len(offsets)} entries for {n_rows} documents"
-    bad = int(kernels.first_bad_offset(offsets, len(data)))
+    first_bad_offset = small.first_bad_offset if small.small_build(len(offsets)) else kernels.first_bad_offset
+    bad = int(first_bad_offset(offsets, len(data)))
     if bad >= 0:
         return f"{name} offsets are not monotone within the data ({len(data)} bytes) at entry {bad}"
     return None
@@ -138,17 +139,27 @@ def structure_problems(seg: "Segment", info: "SegmentInfo | None" = None, deep: 
             return out
     if any(broken for broken, _ in checks):
         return out
-    bad = int(kernels.first_bad_offset(seg.postings_offsets, n_postings))
+    # A small segment is checked by the NumPy twins of the kernels (same answers, no JIT: index/small.py).
+    numpy_path = small.small_build(max(n_postings, n_terms + 1, n_docs))
+    first_bad_offset = small.first_bad_offset if numpy_path else kernels.first_bad_offset
+
+    def first_bad_weight(values: np.ndarray, n_chunks: int) -> int:
+        return small.first_bad_weight(values) if numpy_path else kernels.first_bad_weight(values, n_chunks)
+
+    bad = int(first_bad_offset(seg.postings_offsets, n_postings))
     if bad >= 0:
         found(f"postings offsets are not monotone from 0 to {n_postings} (entry {bad})")
         return out
-    term = int(kernels.first_bad_posting_list(seg.postings_offsets, seg.postings_docs, n_docs,
-                                              _term_bounds(seg.postings_offsets, n_postings)))
+    if numpy_path:
+        term = small.first_bad_posting_list(seg.postings_offsets, seg.postings_docs, n_docs)
+    else:
+        term = int(kernels.first_bad_posting_list(seg.postings_offsets, seg.postings_docs, n_docs,
+                                                  _term_bounds(seg.postings_offsets, n_postings)))
     if term >= 0 and found(f"posting list of term {term} holds a doc id >= {n_docs} documents or out of order"):
         return out
-    n_chunks = max(1, min(4 * _threads(), n_postings // _POSTINGS_PER_TASK + 1))
+    n_chunks = 1 if numpy_path else max(1, min(4 * _threads(), n_postings // _POSTINGS_PER_TASK + 1))
     if seg.postings_weights.dtype == np.float32:
-        i = int(kernels.first_bad_weight(seg.postings_weights, n_chunks))
+        i = int(first_bad_weight(seg.postings_weights, n_chunks))
         if i >= 0 and found(f"posting weight {i} is {seg.postings_weights[i]} (must be finite and >= 0)"):
             return out
     if seg.term_scales is not None:
@@ -156,12 +167,12 @@ def structure_problems(seg: "Segment", info: "SegmentInfo | None" = None, deep: 
         if problem is None and len(seg.term_scales) != n_terms:
             problem = f"term_scales has {len(seg.term_scales)} entries for {n_terms} terms"
         if problem is None:
-            i = int(kernels.first_bad_weight(seg.term_scales, 1))
+            i = int(first_bad_weight(seg.term_scales, 1))
             problem = None if i < 0 else f"term scale {i} is {seg.term_scales[i]} (must be finite and >= 0)"
         if found(problem):
             return out
     if seg.doc_lengths.dtype == np.float32:
-        i = int(kernels.first_bad_weight(seg.doc_lengths, 1))
+        i = int(first_bad_weight(seg.doc_lengths, 1))
         if i >= 0 and found(f"length of document {i} is {seg.doc_lengths[i]} (must be finite and >= 0)"):
             return out
     if seg.deleted is not None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from sparsearch.index import kernels
+from sparsearch.index import kernels, small
 from sparsearch.index.config import LengthNorm, Scoring
 from sparsearch.retriever.analysis import LuceneEnglishAnalyzer, WordPieceAnalyzer
 from sparsearch.retriever.vocab import Vocabulary
@@ -135,7 +135,9 @@ class BM25Encoder:
 
     @staticmethod
     def _term_frequencies(offsets: np.ndarray, token_ids: np.ndarray) -> SparseBatch:
-        row_offsets, term_ids, tf = kernels.term_frequencies(offsets, token_ids)
+        # Few tokens: the NumPy twin of the kernel (same arrays, no JIT compilation: index/small.py).
+        term_frequencies = small.term_frequencies if small.small_build(len(token_ids)) else kernels.term_frequencies
+        row_offsets, term_ids, tf = term_frequencies(offsets, token_ids)
         return SparseBatch(row_offsets, term_ids, tf, lengths=np.diff(offsets).astype(np.float32))
 
     def encode_document_stream(self, chunks: Iterable[Sequence[Document]], workers: int) -> Iterator[SparseBatch]:
