@@ -144,26 +144,35 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     query_vector: Optional[str] = typer.Option(None, "--query-vector", help="Search with a query vector instead "
                                                "of text: a JSON object {\"token\": weight} in the index's tokens."),
+    filter_json: Optional[str] = typer.Option(None, "--filter", help="Metadata filter, JSON: {\"field\": \"lang\", "
+                                              "\"eq\": \"en\"}, {\"field\": \"year\", \"gte\": 2000}, {\"field\": "
+                                              "\"tag\", \"in\": [...]}, {\"and\"|\"or\": [...]}, {\"not\": {...}} "
+                                              "(docs/filters.md)."),
 ) -> None:
     """Search an index; prints rank, id, score and title."""
     from sparsearch.engine import Index
     from sparsearch.eval.beir import effective_k
+    from sparsearch.filters import parse_filter
 
     query_vector = _given(query_vector)
+    filter_json = _given(filter_json)
     # k is checked here rather than with typer's min=1, whose message is a multi-line usage box;
     # it is clamped to the document count because the search allocates k result slots.
     try:
         effective_k(k, 1)
         if (query is None) == (query_vector is None):
             raise SparsearchError("give a query text or --query-vector JSON (one of the two)")
+        flt = parse_filter(filter_json)  # a malformed filter fails before the index is opened
         idx = Index.open(index_dir)
         if query_vector is not None:
             from sparsearch.vectors_io import parse_query_vector, search_vectors
 
+            if flt is not None:
+                raise SparsearchError("--filter works with a text query, not with --query-vector")
             vector = parse_query_vector(query_vector)
             hits = search_vectors(idx, [vector], effective_k(k, idx.n_docs), threads=1)[0]
         else:
-            hits = idx.search(query, effective_k(k, idx.n_docs))
+            hits = idx.search(query, effective_k(k, idx.n_docs), filter=flt)
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
     except MemoryError:

@@ -380,15 +380,31 @@ class Index:
     def encode_queries(self, queries: Sequence[str]) -> SparseBatch:
         return self.encoder.encode_queries(list(queries), self.inverted.stats)
 
-    def search(self, query: str, k: int = 10) -> Hits:
-        """Top-``k`` documents for one query; an empty or unknown-word query gives no hits."""
-        return self._hits(self.inverted.search(self.encode_queries([query]), self._top(k), threads=1))[0]
+    def search(self, query: str, k: int = 10, filter: Any = None) -> Hits:
+        """Top-``k`` documents for one query; an empty or unknown-word query gives no hits.
 
-    def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None) -> list[Hits]:
+        ``filter``: a metadata filter (:mod:`sparsearch.filters`: its JSON form as a dict, or its
+        clauses), applied before ranking; scores are the unfiltered ones.
+        """
+        return self.search_batch([query], k, threads=1, filter=filter)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
+                     filter: Any = None) -> list[Hits]:
         """Top-``k`` for many queries, scored in parallel (``threads=None``: all Numba threads)."""
+        from sparsearch.filters import parse_filter
+
+        parsed = parse_filter(filter)  # a malformed filter is refused before any encoding
         if not queries:
             return []
-        return self._hits(self.inverted.search(self.encode_queries(queries), self._top(k), threads=threads))
+        if parsed is None:
+            return self._hits(self.inverted.search(self.encode_queries(queries), self._top(k), threads=threads))
+        from sparsearch.index import filtering
+
+        top_k = self._top(k)
+        if filtering.matches_nothing(self.inverted, parsed):  # nothing to rank: no query to encode
+            return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
+        return self._hits(filtering.search(self.inverted, self.encode_queries(queries), top_k, parsed,
+                                           threads=threads))
 
     def _top(self, k: int) -> int:
         """``k`` clamped to the collection: asking for more hits than documents exist is not an error."""

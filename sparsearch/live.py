@@ -438,34 +438,35 @@ class LiveIndex:
             return {"title": stored.get("title", ""), "text": stored.get("text", ""),
                     "metadata": stored.get("metadata") or {}}
 
-    def search(self, query: str, k: int, filter: dict[str, Any] | None = None,
+    def search(self, query: str, k: int, filter: Any = None,
                fields: Sequence[str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
-        """Top-k ``(id, score, stored fields)``; ``filter`` keeps documents whose metadata has those values.
+        """Top-k ``(id, score, stored fields)`` among the documents matching ``filter``.
 
-        ``fields`` names the stored fields to decode (all when ``None``): a
-        search that shows titles does not decode every hit's full text.
+        ``filter``: a metadata filter (:mod:`sparsearch.filters`; the old flat
+        ``{"key": value}`` form too), evaluated as bitsets before ranking, so
+        a selective filter makes the search faster, not slower.  ``fields``
+        names the stored fields to decode (all when ``None``): a search that
+        shows titles does not decode every hit's full text.
         """
+        from sparsearch.filters import parse_filter
+        from sparsearch.index import filtering
+
         self._check_open()
-        wanted = None if fields is None else sorted(set(fields) | ({"metadata"} if filter else set()))
+        parsed = parse_filter(filter)
+        wanted = None if fields is None else sorted(set(fields))
         snap = self._snapshot.inverted
+        if parsed is not None and filtering.matches_nothing(snap, parsed, "this collection"):
+            return []  # nothing to rank: no query to encode
         queries = self.index.encoder.encode_queries([query], snap.stats)
-        n = snap.n_docs
-        k = min(k, max(n, 1))
-        fetch = k if not filter else min(max(k * 10, 100), max(n, 1))
-        while True:
-            top = snap.search(queries, fetch, threads=1)
-            internal, scores = top.row(0)
-            hits = []
-            for d, s in zip(internal.tolist(), scores.tolist()):
-                stored = snap.stored_fields(d, wanted)
-                if filter and not _matches(stored.get("metadata") or {}, filter):
-                    continue
-                hits.append((snap.external_ids(np.array([d]))[0], s, stored))
-                if len(hits) == k:
-                    return hits
-            if not filter or fetch >= n or len(internal) < fetch:
-                return hits
-            fetch = min(fetch * 4, n)
+        k = min(k, max(snap.n_docs, 1))
+        if parsed is None:
+            top = snap.search(queries, k, threads=1)
+        else:
+            top = filtering.search(snap, queries, k, parsed, threads=1, where="this collection")
+        internal, scores = top.row(0)
+        ids = snap.external_ids(internal)
+        return [(doc_id, s, snap.stored_fields(d, wanted))
+                for doc_id, d, s in zip(ids, internal.tolist(), scores.tolist())]
 
 
 def _user_error(error: BaseException) -> BaseException:
@@ -482,10 +483,6 @@ def _last_wins(docs: Sequence[Document]) -> dict[str, Document]:
         out.pop(d.doc_id, None)
         out[d.doc_id] = d
     return out
-
-
-def _matches(metadata: dict[str, Any], filter: dict[str, Any]) -> bool:
-    return all(metadata.get(key) == value for key, value in filter.items())
 
 
 def _doc_to_json(doc: Document) -> dict[str, Any]:

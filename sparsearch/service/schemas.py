@@ -67,8 +67,20 @@ def _json_field(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     return value
 
 
+def _filter_field(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """A metadata filter in the language of :mod:`sparsearch.filters` (checked against the data at search time)."""
+    from sparsearch.filters import FilterError, parse_filter
+
+    try:
+        parse_filter(value)
+    except FilterError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
 Text = Annotated[str, AfterValidator(_text_field)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_field)]
+FilterObject = Annotated[dict[str, Any], AfterValidator(_json_field), AfterValidator(_filter_field)]
 DocId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_id_field)]
 
 
@@ -140,7 +152,10 @@ class SearchIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     query: Text
     k: int = Field(10, ge=1)
-    filter: JsonObject | None = None
+    filter: FilterObject | None = Field(None, description=(
+        'Metadata filter: {"field": "lang", "eq": "en"}, {"field": "tag", "in": ["a", "b"]}, {"field": "year", '
+        '"gte": 2000, "lt": 2010}, {"field": "doi", "exists": true}, {"and": [...]}, {"or": [...]}, {"not": {...}}; '
+        'or the flat {"key": value, ...} (AND of equalities). Applied before ranking (docs/filters.md).'))
     fields: list[Literal["title", "text", "metadata"]] = Field(default_factory=lambda: ["title"])
 
 
