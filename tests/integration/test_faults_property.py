@@ -120,7 +120,8 @@ def reopen(live: LiveIndex, path: Path, model: dict[str, Document],
            unknown: dict[str, Document] | None) -> tuple[LiveIndex, dict[str, Document]]:
     crash(live)
     live = LiveIndex(path, SETTINGS)
-    if unknown is not None and live.n_docs == len(unknown) and all(live.get(i) is not None for i in unknown):
-        model = unknown
+    if unknown is not None and live.n_docs == len(unknown) and all(
+            live.get(i) == {"title": d.title, "text": d.text, "metadata": d.metadata} for i, d in unknown.items()):
+        model = unknown  # the write of unknown outcome was replayed
     check(live, model)
     return live, model
