@@ -405,6 +405,9 @@ def serve(
     worker_threads: int = typer.Option(32, help="Threads running requests (bounds the server's threads)."),
     body_timeout: float = typer.Option(30.0, help="Seconds a request body may stall before 408."),
     keep_alive: int = typer.Option(5, help="Seconds an idle keep-alive connection is kept open."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Folder of learned sparse models, one "
+                                              "sub-folder each, that requests name (\"model\": NAME); default: "
+                                              "the models shipped with sparsearch."),
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn). API key: $SPARSEARCH_API_KEY or $SPARSEARCH_API_KEY_FILE."""
     try:
@@ -421,6 +424,7 @@ def serve(
         settings = ServiceSettings.from_env(data_dir, require_key_for_reads=require_key_for_reads,
                                             open_writes=open_writes, max_open_collections=max_open_collections,
                                             body_timeout_seconds=body_timeout, worker_threads=worker_threads,
+                                            models_dir=models_dir,
                                             live=LiveSettings(flush_docs=flush_docs, flush_seconds=flush_seconds))
         settings.check()
         data_dir.mkdir(parents=True, exist_ok=True)

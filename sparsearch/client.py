@@ -69,8 +69,13 @@ class SparsearchClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
 
-    def create_collection(self, name: str, encoder: str = "bm25", **params: float) -> dict[str, Any]:
-        return self._call("PUT", f"/collections/{path_segment(name)}", {"encoder": encoder, "params": params})
+    def create_collection(self, name: str, encoder: str = "bm25", model: str | None = None,
+                          **params: float | int | None) -> dict[str, Any]:
+        """``model``: learned encoders (``splade``, ``inference-free``) name one of the server's models."""
+        body: dict[str, Any] = {"encoder": encoder, "params": params}
+        if model is not None:
+            body["model"] = model
+        return self._call("PUT", f"/collections/{path_segment(name)}", body)
 
     def collections(self) -> list[dict[str, Any]]:
         return self._call("GET", "/collections")["collections"]

@@ -20,7 +20,12 @@ import numpy as np
 
 from sparsearch.index.config import Scoring
 from sparsearch.retriever.idf import idf_vector, parse_idf, special_token_ids
-from sparsearch.retriever.splade import check_document_settings, resolve_config_model
+from sparsearch.retriever.splade import (
+    check_document_settings,
+    current_model_source,
+    load_model,
+    resolve_config_model,
+)
 from sparsearch.retriever.wordpiece_fast import FastWordPiece
 from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets
 
@@ -94,15 +99,12 @@ class InferenceFreeEncoder:
                 idf = layout.idf_table()
         self.queries = IdfQueryEncoder(tokenizer, idf)
         self._doc_model = None
+        self._model_source = current_model_source()  # set by splade.models_from (a shared copy), else None
 
     @property
     def doc_model(self):  # type: ignore[no-untyped-def]
         if self._doc_model is None:
-            from sparsearch.retriever.resolve import require_model_dir
-            from sparsearch.retriever.splade import SpladeModel
-
-            s = self.settings
-            self._doc_model = SpladeModel(require_model_dir(s.model_dir, s.model), s.device, s.exact_screening)
+            self._doc_model = load_model(self.settings, self._model_source)
         return self._doc_model
 
     @property

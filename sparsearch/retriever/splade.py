@@ -9,9 +9,12 @@ so the index needs no vocabulary of its own and scores linearly.
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -72,6 +75,40 @@ def check_document_settings(max_length: int, batch_size: int, doc_top_k: int | N
         raise ValueError(f"doc_top_k must be >= 1 or None, got {doc_top_k}")
     if doc_threshold < 0:
         raise ValueError(f"doc_threshold must be >= 0, got {doc_threshold}")
+
+
+#: Where an encoder gets its MLM: called with the encoder's config, returns a loaded :class:`SpladeModel`.
+ModelSource = Callable[[Any], "SpladeModel"]
+_MODEL_SOURCE: ContextVar["ModelSource | None"] = ContextVar("sparsearch_model_source", default=None)
+
+
+@contextmanager
+def models_from(source: ModelSource) -> Iterator[None]:
+    """Encoders built inside this block take their MLM from ``source(config)`` instead of loading a copy.
+
+    The service passes its process-wide cache here while it opens a
+    collection (``Index.open`` builds the encoder from the manifest), so every
+    collection on one model shares one copy in memory, whatever its document
+    settings; :class:`SpladeModel` takes those per call.
+    """
+    token = _MODEL_SOURCE.set(source)
+    try:
+        yield
+    finally:
+        _MODEL_SOURCE.reset(token)
+
+
+def current_model_source() -> ModelSource | None:
+    return _MODEL_SOURCE.get()
+
+
+def load_model(config: Any, source: ModelSource | None = None) -> "SpladeModel":
+    """The MLM of an encoder config: from ``source`` when one was given, else loaded from ``model_dir``."""
+    if source is not None:
+        return source(config)
+    from sparsearch.retriever.resolve import require_model_dir
+
+    return SpladeModel(require_model_dir(config.model_dir, config.model), config.device, config.exact_screening)
 
 
 def _torch():  # type: ignore[no-untyped-def]
@@ -136,6 +173,9 @@ class SpladeModel:
         self.double_log = self.layout.activation == "log1p_relu"
         self.exact_screening = exact_screening
         self._pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        # Truncation is a setting of the tokenizer: one thread at a time sets it and tokenizes (queries and
+        # documents of different max_length, or several encoders sharing this model, run in parallel).
+        self._tokenizer_lock = threading.Lock()
         self._screen = None  # DecoderScreen, built on first use (weights are frozen here)
 
     @property
@@ -144,8 +184,9 @@ class SpladeModel:
 
     def token_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """WordPiece ids with special tokens, truncated to ``max_length`` as Hugging Face truncates."""
-        self.tokenizer.enable_truncation(max_length)
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+        with self._tokenizer_lock:
+            self.tokenizer.enable_truncation(max_length)
+            return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
     def encode(self, texts: Sequence[str], max_length: int, batch_size: int, top_k: int | None = None,
                threshold: float = 0.0) -> SparseBatch:
@@ -218,14 +259,12 @@ class SpladeEncoder:
     def __init__(self, config: SpladeConfig) -> None:
         self.settings = config
         self._model: SpladeModel | None = None
+        self._model_source = current_model_source()  # set by models_from (a shared copy), else None
 
     @property
     def model(self) -> SpladeModel:
         if self._model is None:
-            from sparsearch.retriever.resolve import require_model_dir
-
-            s = self.settings
-            self._model = SpladeModel(require_model_dir(s.model_dir, s.model), s.device, s.exact_screening)
+            self._model = load_model(self.settings, self._model_source)
         return self._model
 
     @property

@@ -12,6 +12,11 @@ of :class:`RequestBody`, which reads the whole body first, so an oversized
 body (declared or chunked) is refused with 413 and a stalled one with 408
 before any endpoint runs; :class:`ExactPath` decodes the path once from the
 wire bytes, so a document id in it is the same under every ASGI driver.
+
+Learned-sparse collections encode documents inside ``upsert_documents``,
+on its worker thread, under that collection's write lock only: a large batch
+for one collection holds up neither searches (which read a published
+snapshot) nor writes to other collections, and never the event loop.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from sparsearch.errors import (
 )
 from sparsearch.service import schemas
 from sparsearch.service.metrics import Metrics
+from sparsearch.service.models import ModelCatalog, ModelUnusable, UnknownModel
 from sparsearch.service.settings import ServiceSettings
 from sparsearch.service.store import (
     CollectionExists,
@@ -232,7 +238,8 @@ def _printable(value: Any) -> Any:
 def open_store(settings: ServiceSettings) -> CollectionStore:
     """The data directory's store, locked for this process (raises ``DataDirLocked`` if another holds it)."""
     return CollectionStore(settings.data_dir, settings.live, max_open=settings.max_open_collections,
-                           fd_budget=settings.fd_budget, retry_seconds=settings.retry_unavailable_seconds)
+                           fd_budget=settings.fd_budget, retry_seconds=settings.retry_unavailable_seconds,
+                           models=ModelCatalog(settings.models_dir))
 
 
 def create_app(settings: ServiceSettings, store: CollectionStore | None = None) -> FastAPI:
@@ -254,7 +261,8 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
             holder.pop("store").close()
 
     app = FastAPI(title="sparsearch", version="0.1.0", lifespan=lifespan,
-                  description="Sparse retrieval service: collections, durable writes, BM25 search.")
+                  description="Sparse retrieval service: collections, durable writes, BM25 and "
+                              "learned sparse search.")
     app.state.store = store
     app.add_middleware(ExactPath)
     app.add_middleware(RequestBody, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
@@ -307,8 +315,10 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
         s = get_store()
         spec = s.spec(name)
         documents, segments = s.stats(name)
+        model = s.model_info(name)
         return schemas.CollectionInfo(name=name, encoder=spec["encoder"], params=spec["params"],
-                                      documents=documents, segments=segments)
+                                      documents=documents, segments=segments,
+                                      model=None if model is None else schemas.ModelOut(**model))
 
     def unavailable() -> list[schemas.Unavailable]:
         return [schemas.Unavailable(name=n, reason=r) for n, r in get_store().unavailable().items()]
@@ -328,7 +338,12 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
 
     @app.put("/collections/{name}", response_model=schemas.CollectionInfo, dependencies=[Depends(writer)])
     def create_collection(name: str, spec: schemas.CollectionSpec, response: Response) -> schemas.CollectionInfo:
-        created = get_store().create(name, spec.encoder, spec.params.model_dump())
+        assert spec.params is not None  # filled by the schema
+        try:
+            created = get_store().create(name, spec.encoder, spec.params.model_dump(), spec.model)
+        except (UnknownModel, ModelUnusable) as e:
+            field = e.field if isinstance(e, ModelUnusable) else ("model",)
+            raise RequestValidationError([{"loc": ("body", *field), "msg": str(e), "type": "value_error"}]) from None
         response.status_code = 201 if created else 200
         return info(name)
 

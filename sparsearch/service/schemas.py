@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sparsearch.index.segment import MAX_ID_BYTES
 
@@ -90,12 +90,84 @@ class BM25Params(BaseModel):
     b: float = Field(0.4, ge=0.0, le=1.0)
 
 
+class LearnedParams(BaseModel):
+    """Document-side settings of a learned sparse model (see :class:`~sparsearch.retriever.splade.SpladeConfig`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    max_length: int = Field(256, ge=4, le=8192, description="Tokens of a document the model reads (at most the "
+                            "model's positions); the rest is cut.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Documents per forward pass.")
+    doc_top_k: int | None = Field(None, ge=1, description="Keep only the k largest weights of each document.")
+    doc_threshold: float = Field(0.0, ge=0.0, le=1e6, description="Drop document weights at or below this "
+                                 "(static pruning: smaller index, faster queries).")
+
+
+class InferenceFreeParams(LearnedParams):
+    """Queries need no model (tokenizer and IDF weights): only document settings."""
+
+
+class SpladeParams(LearnedParams):
+    query_max_length: int = Field(256, ge=4, le=8192, description="Tokens of a query the model reads.")
+
+
+PARAMS: dict[str, type[BaseModel]] = {"bm25": BM25Params, "splade": SpladeParams, "inference-free": InferenceFreeParams}
+LEARNED = ("splade", "inference-free")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+def _model_name(value: str) -> str:
+    from sparsearch.service.models import check_model_name
+
+    return check_model_name(value)
+
+
+ModelName = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra={"pattern": MODEL_NAME_PATTERN}),
+                      AfterValidator(_model_name)]
+
+
 class CollectionSpec(BaseModel):
-    """Fixed at creation: the encoder and its parameters."""
+    """Fixed at creation: the encoder, its model (learned encoders: a name the server knows) and parameters.
+
+    ``params`` is checked against the encoder's own schema (BM25: ``k1``,
+    ``b``; learned: ``max_length``, ``batch_size``, ``doc_top_k``,
+    ``doc_threshold``, and for SPLADE ``query_max_length``); unknown fields
+    are refused.  ``model`` is a name, never a path.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    encoder: Literal["bm25"] = "bm25"
-    params: BM25Params = Field(default_factory=BM25Params)
+    encoder: Literal["bm25", "splade", "inference-free"] = "bm25"
+    model: ModelName | None = Field(None, validate_default=True, description="Learned encoders: the name of one "
+                                    "of the server's models (sparsearch serve --models-dir).")
+    params: BM25Params | SpladeParams | InferenceFreeParams | None = Field(None, validate_default=True)
+
+    @field_validator("model", mode="after")
+    @classmethod
+    def _model_for_encoder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        encoder = info.data.get("encoder")
+        if encoder in LEARNED and value is None:
+            raise ValueError(f"encoder {encoder!r} needs a model: the name of one of the server's models")
+        if encoder == "bm25" and value is not None:
+            raise ValueError("encoder 'bm25' takes no model")
+        return value
+
+    @field_validator("params", mode="wrap")
+    @classmethod
+    def _params_of_encoder(cls, value: Any, handler: Any, info: ValidationInfo) -> BaseModel | None:
+        """Validated by the schema of the chosen encoder (errors keep their place: ``params.doc_threshold``)."""
+        encoder = info.data.get("encoder")
+        if encoder not in PARAMS:  # the encoder itself was refused: that error is the one to report
+            return None
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        return PARAMS[encoder].model_validate({} if value is None else value)
+
+
+class ModelOut(BaseModel):
+    """The model a learned collection encodes with: its name, version (a hash of its files) and settings."""
+
+    name: str
+    version: str
+    settings: dict[str, Any]
 
 
 class CollectionInfo(BaseModel):
@@ -104,6 +176,7 @@ class CollectionInfo(BaseModel):
     params: dict[str, Any]
     documents: int
     segments: int
+    model: ModelOut | None = None
 
 
 class Unavailable(BaseModel):

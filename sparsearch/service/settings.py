@@ -43,6 +43,9 @@ class ServiceSettings:
     worker_threads: int = 32
     # A collection that failed to open (corrupt file, I/O error) is tried again after this long.
     retry_unavailable_seconds: float = 30.0
+    # Where learned-sparse models are found, by name (each sub-folder a model); None: the models shipped
+    # with sparsearch. A request names a model, never a path.
+    models_dir: Path | None = None
     live: LiveSettings = field(default_factory=LiveSettings)
 
     def check(self) -> None:
@@ -59,6 +62,8 @@ class ServiceSettings:
             raise ConfigurationError(f"worker_threads={self.worker_threads} must be at least 1")
         if self.max_open_collections < 1:
             raise ConfigurationError(f"max_open_collections={self.max_open_collections} must be at least 1")
+        if self.models_dir is not None and not Path(self.models_dir).is_dir():
+            raise ConfigurationError(f"--models-dir {self.models_dir}: no such directory")
 
     @classmethod
     def from_env(cls, data_dir: Path, **overrides: object) -> "ServiceSettings":

@@ -18,10 +18,20 @@ file descriptors (least recently used first): 1,000 collections need neither
 opened (corrupt ``collection.json``, manifest or log, an I/O error) is marked
 unavailable with the reason, tried again after ``retry_unavailable_seconds``,
 and does not stop the others.
+
+Learned-sparse collections (``splade``, ``inference-free``) name their model
+in ``collection.json`` by name and version, never by path: the server's
+:class:`~sparsearch.service.models.ModelCatalog` finds it, and every
+collection on one model encodes through one shared copy of it
+(:func:`~sparsearch.service.models.shared_model`).  A collection whose model
+is missing, or whose files changed since its documents were encoded (another
+version), is unavailable with that reason, rather than mixing vectors of two
+models in one index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_codes
 import fcntl
 import json
@@ -43,6 +53,7 @@ from sparsearch.index.manifest import Manifest
 from sparsearch.index.storage import fsync_path, write_json_atomic
 from sparsearch.live import INDEX_DIR, LiveIndex, LiveSettings
 from sparsearch.retriever.bm25 import BM25Config, BM25Encoder
+from sparsearch.service.models import ModelCatalog, ModelChanged, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +152,10 @@ class _Entry:
 
 class CollectionStore:
     def __init__(self, data_dir: Path, live: LiveSettings = LiveSettings(), *, max_open: int = 64,
-                 fd_budget: float = 0.5, retry_seconds: float = 30.0, room_wait_seconds: float = 10.0) -> None:
+                 fd_budget: float = 0.5, retry_seconds: float = 30.0, room_wait_seconds: float = 10.0,
+                 models: ModelCatalog | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.models = models if models is not None else ModelCatalog()
         self.root = self.data_dir / "collections"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -185,20 +198,68 @@ class CollectionStore:
             # Cheap (one small file, no file handles kept): a corrupt manifest shows in /healthz at once.
             # A corrupt log or segment file is found when the collection is first opened.
             Manifest.read(path / INDEX_DIR)
+            self._check_model(entry.spec)  # a missing or changed model too (hashed once per model)
         except (SparsearchError, OSError) as e:
             self._mark_unavailable(entry, e)
 
     @staticmethod
     def _read_spec(path: Path) -> dict[str, Any]:
-        """``collection.json``, checked enough to build the encoder from it."""
+        """``collection.json``, checked (by the request schema) enough to build the encoder from it."""
+        from sparsearch.service.schemas import LEARNED, CollectionSpec
+
         try:
             spec = json.loads((path / SPEC_NAME).read_text(encoding="utf-8"))
             if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict) or "encoder" not in spec:
                 raise ValueError("expected {\"encoder\": ..., \"params\": {...}}")
-            BM25Config(**spec["params"])
-        except (ValueError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
-            raise SparsearchError(f"{path / SPEC_NAME}: corrupt collection spec ({e})") from None
+            CollectionSpec.model_validate({k: v for k, v in spec.items() if k != "model_version"})
+            if spec["encoder"] in LEARNED and not isinstance(spec.get("model_version"), str):
+                raise ValueError("a learned encoder's spec needs its model_version")
+        except (ValueError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError, ValidationError: ValueErrors
+            reason = " ".join(str(e).split())
+            raise SparsearchError(f"{path / SPEC_NAME}: corrupt collection spec ({reason})") from None
         return spec
+
+    # ------------------------------------------------------------ models
+
+    def _check_model(self, spec: dict[str, Any]) -> ModelInfo | None:
+        """The collection's model as the catalogue has it now; refused if it is not the version recorded."""
+        if "model" not in spec:
+            return None
+        info = self.models.info(spec["model"])
+        if info.version != spec["model_version"]:
+            raise ModelChanged(f"model {spec['model']!r} is version {info.version} now, but the collection's "
+                               f"documents were encoded with {spec['model_version']}: restore that model, or "
+                               f"create a new collection and upsert the documents again")
+        return info
+
+    def _models_for(self, spec: dict[str, Any]) -> Any:
+        """The context in which the collection's encoder is built: learned encoders take the shared model."""
+        if "model" not in spec:
+            return contextlib.nullcontext()
+        from sparsearch.retriever.splade import models_from
+
+        return models_from(self.models.source(spec["model"], spec["model_version"]))
+
+    @staticmethod
+    def _new_encoder(encoder: str, info: ModelInfo | None, params: dict[str, Any]) -> Any:
+        if encoder == "bm25" or info is None:
+            return BM25Encoder(BM25Config(**params))
+        settings = dict(model_dir=str(info.path), model=info.name, **params)
+        if encoder == "splade":
+            from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
+
+            return SpladeEncoder(SpladeConfig(**settings))
+        from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
+
+        return InferenceFreeEncoder(InferenceFreeConfig(**settings))
+
+    def model_info(self, name: str) -> dict[str, Any] | None:
+        """A learned collection's model: name, version and the settings its documents are encoded with."""
+        spec = self.spec(name)
+        if "model" not in spec:
+            return None
+        return {"name": spec["model"], "version": spec["model_version"],
+                "settings": {"encoder": spec["encoder"], **spec["params"], "exact_screening": True}}
 
     def _mark_unavailable(self, entry: _Entry, error: BaseException) -> None:
         entry.error = str(error) or type(error).__name__
@@ -331,7 +392,9 @@ class CollectionStore:
         try:
             if entry.spec is None:
                 entry.spec = self._read_spec(entry.path)
-            live = LiveIndex(entry.path, self.live)
+            self._check_model(entry.spec)
+            with self._models_for(entry.spec):  # the encoder, built from the manifest, takes the shared model
+                live = LiveIndex(entry.path, self.live)
         except (IndexLockedError, TooManyOpenFilesError):
             raise  # another process holds the index, or a limit: not a property of the collection
         except (SparsearchError, OSError) as e:
@@ -405,26 +468,38 @@ class CollectionStore:
 
     # ------------------------------------------------------------ creating and dropping
 
-    def create(self, name: str, encoder: str, params: dict[str, Any]) -> bool:
-        """Create a collection; ``False`` if one with the same spec exists (idempotent PUT)."""
+    def create(self, name: str, encoder: str, params: dict[str, Any], model: str | None = None) -> bool:
+        """Create a collection; ``False`` if one with the same spec exists (idempotent PUT).
+
+        ``model``: for learned encoders, the name of a model of the catalogue
+        (:class:`~sparsearch.service.models.UnknownModel` or
+        :class:`~sparsearch.service.models.ModelUnusable` if it cannot serve).
+        """
         check_name(name)
-        spec = {"encoder": encoder, "params": params}
+        spec: dict[str, Any] = {"encoder": encoder, "params": params}
+        if model is not None:
+            spec = {"encoder": encoder, "model": model, "params": params}
         with self._admin:
             with self._guard:
                 existing = self._entries.get(name)
             if existing is not None:
                 if existing.spec is None:
                     raise CollectionUnavailable(name, existing.error or "its collection.json could not be read")
-                if existing.spec == spec:
+                if {k: v for k, v in existing.spec.items() if k != "model_version"} == spec:
                     return False
-                raise CollectionExists(f"collection {name!r} exists with another encoder or parameters")
+                raise CollectionExists(f"collection {name!r} exists with another encoder, model or parameters")
             final = self.root / name
             if final.exists() or final.is_symlink():
                 raise CollectionExists(f"{final} exists but is not a collection this server made; "
                                        f"move it away to use the name {name!r}")
+            info = None
+            if model is not None:
+                info = self.models.check(encoder, model, params)
+                spec = {"encoder": encoder, "model": model, "model_version": info.version, "params": params}
             building = self.root / f".creating-{name}-{secrets.token_hex(8)}"
             try:
-                LiveIndex.create(building, BM25Encoder(BM25Config(**params)), settings=self.live).close()
+                with self._models_for(spec):
+                    LiveIndex.create(building, self._new_encoder(encoder, info, params), settings=self.live).close()
                 write_json_atomic(building / SPEC_NAME, spec)
                 os.rename(building, final)
                 fsync_path(self.root)
