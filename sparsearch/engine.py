@@ -140,14 +140,12 @@ class Index:
         directory = Path(path)
         previous = prepare_directory(directory, overwrite)
         with writer_lock(directory):
-            # Leftovers of a crashed write are unreferenced: sweep them first.
-            collect_garbage(directory, previous or Manifest(0, {}, {}, {}, []))
             generation = (previous.generation + 1) if previous else 1
-            self.inverted = self._commit_generation(directory, generation,
+            self.inverted = self._commit_generation(directory, generation, previous,
                                                     [(None, seg, False) for seg in self.inverted.segments])
         self.path = directory
 
-    def _commit_generation(self, directory: Path, generation: int,
+    def _commit_generation(self, directory: Path, generation: int, in_force: Manifest | None,
                            parts: Sequence[tuple[SegmentInfo | None, Segment, bool]]) -> InvertedIndex:
         """:meth:`_write_generation`, leaving the directory clean when the disk fails midway.
 
@@ -158,8 +156,8 @@ class Index:
         """
         try:
             with disk_errors(f"committing {directory}"):
-                on_disk = manifest_in_force(directory)
-                collect_garbage(directory, on_disk or Manifest(0, {}, {}, {}, []))
+                # Leftovers of a crashed or failed write are unreferenced: sweep them first.
+                collect_garbage(directory, in_force or Manifest(0, {}, {}, {}, []))
                 return self._write_generation(directory, generation, parts)
         except BaseException:
             try:
@@ -292,7 +290,7 @@ class Index:
                 infos = previous.segments if previous else []
                 parts = list(zip(infos, kept, changed)) + [(None, seg, False) for seg in new]
                 try:
-                    self.inverted = self._commit_generation(self.path, generation, parts)
+                    self.inverted = self._commit_generation(self.path, generation, self.inverted.manifest, parts)
                 except BaseException:
                     self.reload()
                     if self.inverted.manifest is not None and self.inverted.manifest.generation == generation:
@@ -332,7 +330,7 @@ class Index:
             with writer_lock(self.path):
                 generation = self.inverted.manifest.generation + 1 if self.inverted.manifest else 1
                 try:
-                    self.inverted = self._commit_generation(self.path, generation, parts)
+                    self.inverted = self._commit_generation(self.path, generation, self.inverted.manifest, parts)
                 except BaseException:
                     self.reload()
                     raise

@@ -52,9 +52,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
+from sparsearch.cache import CACHE_ENV, cache_root
 from sparsearch.datasets.registry import DatasetError, DatasetInfo, lookup, split_name
 
-CACHE_ENV = "SPARSEARCH_CACHE"
 MARKER = ".sparsearch-dataset.json"
 CHUNK = 1 << 20
 USER_AGENT = "sparsearch (dataset download; +https://github.com/beir-cellar/beir)"
@@ -64,17 +64,6 @@ Log = Callable[[str], None]
 
 def _quiet(message: str) -> None:
     pass
-
-
-def cache_root(explicit: str | Path | None = None) -> Path:
-    """``explicit``, else ``$SPARSEARCH_CACHE``, else ``$XDG_CACHE_HOME/sparsearch``, else ``~/.cache/sparsearch``."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "sparsearch"
 
 
 def dataset_path(name: str, cache_dir: str | Path | None = None) -> Path:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Iterator
 from pathlib import Path
 
+from sparsearch.cache import cache_root
 from sparsearch.errors import SparsearchError
 
 #: Models shipped with sparsearch, by name -> one line about them (``sparsearch models list``).
@@ -52,7 +53,6 @@ SHIPPED_MODELS: dict[str, str] = {
 }
 
 MODELS_ENV = "SPARSEARCH_MODELS"
-CACHE_ENV = "SPARSEARCH_CACHE"
 
 # Hugging Face repo ids: "name" (legacy, e.g. bert-base-uncased) or "org/name", then an optional "@revision".
 _HF_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?)(@(?P<rev>[\w.\-/]+))?$")
@@ -88,12 +88,8 @@ def _truthy(value: str | None) -> bool:
 
 
 def sparsearch_cache_root() -> Path:
-    """``$SPARSEARCH_CACHE``, else ``$XDG_CACHE_HOME/sparsearch``, else ``~/.cache/sparsearch``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "sparsearch"
+    """The sparsearch cache root (shared with datasets: :func:`sparsearch.cache.cache_root`)."""
+    return cache_root()
 
 
 def _checkout_models_dir() -> Path | None:
