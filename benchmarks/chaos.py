@@ -961,7 +961,10 @@ def load_test_texts() -> list[str]:
             return [json.loads(line)["text"] for line in f]
     rng = random.Random(1)
     w = words()
-    return [" ".join(rng.choice(w) for _ in range(rng.randint(5, 25))) for _ in range(1000)]
+    # Each made-up text carries one word of the recovery probe query ("cell protein expression"),
+    # so the first search after recovery has hits without the real data too.
+    probe = ("cell", "protein", "expression")
+    return [" ".join([probe[i % 3]] + [rng.choice(w) for _ in range(rng.randint(4, 24))]) for i in range(1000)]
 
 
 def write_log(path: Path, n: int, seed: int) -> dict[str, Any]:
