@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
-from sparsearch.index.config import Scoring
+from sparsearch.scoring import Scoring
 from sparsearch.types import CollectionStats, Document, SparseBatch
 
 

@@ -36,6 +36,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sparsearch.scoring import TRANSFORM_LINEAR, TRANSFORM_SATURATE  # one definition, in the core
+
 prange = range  # numba.prange once the kernels are compiled (see _materialize)
 _materialized = False
 _materialize_lock = threading.RLock()
@@ -94,8 +96,6 @@ def numba_loaded() -> bool:
     """Whether any kernel has been used in this process (and Numba imported)."""
     return _materialized
 
-TRANSFORM_LINEAR = 0
-TRANSFORM_SATURATE = 1
 
 # ---------------------------------------------------------------- building
 

@@ -28,8 +28,7 @@ import os
 
 import numpy as np
 
-TRANSFORM_LINEAR = 0
-TRANSFORM_SATURATE = 1
+from sparsearch.scoring import TRANSFORM_LINEAR, TRANSFORM_SATURATE
 
 #: Builds (term frequencies, inversion, quantisation, norms, doc-frequency and structural
 #: checks) of at most this many tokens or postings run in NumPy.

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Iterable, Iterator, Sequence
 import numpy as np
 
 from sparsearch.index import kernels, small
-from sparsearch.index.config import LengthNorm, Scoring
+from sparsearch.scoring import LengthNorm, Scoring
 from sparsearch.retriever.analysis import LuceneEnglishAnalyzer, WordPieceAnalyzer
 from sparsearch.retriever.vocab import Vocabulary
 from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from sparsearch.index.config import Scoring
+from sparsearch.scoring import Scoring
 from sparsearch.retriever.idf import idf_vector, parse_idf, special_token_ids
 from sparsearch.retriever.splade import (
     check_document_settings,

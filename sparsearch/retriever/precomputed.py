@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from sparsearch.errors import InputError, SparsearchError
-from sparsearch.index.config import Scoring
+from sparsearch.scoring import Scoring
 from sparsearch.retriever.vocab import Vocabulary
 from sparsearch.types import CollectionStats, Document, SparseBatch
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, ClassVar, Iterator, Sequence
 import numpy as np
 
 from sparsearch.errors import MissingDependencyError
-from sparsearch.index.config import Scoring
+from sparsearch.scoring import Scoring
 from sparsearch.types import CollectionStats, Document, SparseBatch
 
 log = logging.getLogger(__name__)
