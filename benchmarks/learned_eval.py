@@ -25,9 +25,7 @@ from sparsearch.engine import Index
 from sparsearch.eval.bench import paired_latencies_ms
 from sparsearch.eval.beir import EvalSettings, evaluate_beir
 from sparsearch.eval.datasets import load_beir
-from sparsearch.retriever.bm25 import BM25Encoder
-from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
-from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
+from sparsearch.retriever.registry import build_encoder
 
 
 def main() -> None:
@@ -49,11 +47,11 @@ def main() -> None:
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.datasets.split(","):
         ds = args.data / "beir" / name
-        encoders: dict[str, Any] = {"bm25": BM25Encoder()}
+        encoders: dict[str, Any] = {"bm25": build_encoder("bm25")}
         if args.model:
-            encoders["inference-free"] = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(args.model.resolve())))
+            encoders["inference-free"] = build_encoder("inference-free", {"model_dir": str(args.model.resolve())})
         if args.splade:
-            encoders["splade"] = SpladeEncoder(SpladeConfig(model_dir=str(args.splade.resolve())))
+            encoders["splade"] = build_encoder("splade", {"model_dir": str(args.splade.resolve())})
         prebuilt = dict(item.split("=", 1) for item in args.index)
         for label, enc in encoders.items():
             index_dir = prebuilt.get(name) if label == "inference-free" else None
@@ -78,7 +76,7 @@ def paired_latency(dataset: Path, learned_index: Path, ks: list[int], rounds: in
     split = load_beir(dataset, "test")
     queries = list(split.queries.values())
     with tempfile.TemporaryDirectory(prefix="sparsearch-bm25-") as tmp:
-        Index.build(split.corpus(), path=Path(tmp) / "bm25", encoder=BM25Encoder())
+        Index.build(split.corpus(), path=Path(tmp) / "bm25", encoder=build_encoder("bm25"))
         bm25 = Index.open(Path(tmp) / "bm25")  # both sides memory-mapped from disk, as a server opens them
         learned = Index.open(learned_index)
         ms = paired_latencies_ms({"bm25": bm25.search, "inference-free": learned.search}, queries, ks, rounds)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsearch.eval.beir import EvalSettings, evaluate_beir
-from sparsearch.retriever.bm25 import BM25Encoder
+from sparsearch.retriever.registry import build_encoder
 from sparsearch.training.config import DatasetSpec, TrainConfig
 from sparsearch.training.data import TrainingData
 from sparsearch.training.trainer import train
@@ -49,17 +49,12 @@ def parse_run(spec: str) -> dict[str, Any]:
 
 
 def evaluate_model(kind: str, model_dir: Path, datasets: list[Path], batch_size: int) -> dict[str, Any]:
-    from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
-    from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
-
     out = {}
     for ds in datasets:
-        if kind == "splade":
-            enc: Any = SpladeEncoder(SpladeConfig(model_dir=str(model_dir), batch_size=batch_size))
-        elif kind == "inference-free":
-            enc = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(model_dir), batch_size=batch_size))
+        if kind in ("splade", "inference-free"):
+            enc = build_encoder(kind, {"model_dir": str(model_dir), "batch_size": batch_size})
         else:
-            enc = BM25Encoder()
+            enc = build_encoder("bm25")
         report = evaluate_beir(ds, encoder=enc, settings=EvalSettings(measure_speed=False))
         out[report["dataset"]] = {k: report.get(k) for k in (
             "metrics", "avg_nonzeros_per_doc", "avg_nonzeros_per_query", "avg_postings_touched_per_query",

@@ -43,9 +43,9 @@ def _given(value):  # type: ignore[no-untyped-def]
 
 
 def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
-    from sparsearch.retriever.bm25 import BM25Config, BM25Encoder
+    from sparsearch.retriever.registry import build_encoder
 
-    return BM25Encoder(BM25Config(k1=k1, b=b))
+    return build_encoder("bm25", {"k1": k1, "b": b})
 
 
 ENCODERS = ("bm25", "splade", "inference-free")
@@ -62,18 +62,13 @@ def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] =
     if model is None:
         raise SparsearchError(f"--encoder {name} needs --model: a model folder, a shipped model name "
                               "(inference-free-minilm) or a Hugging Face id (org/name)")
+    from sparsearch.retriever.registry import build_encoder
     from sparsearch.retriever.resolve import resolve_model
 
     found = resolve_model(str(model))  # one-line ModelNotFoundError saying what was tried
-    settings = dict(model_dir=str(found.path), model=found.name, max_length=max_length, batch_size=batch_size,
-                    device=device, doc_top_k=doc_top_k, doc_threshold=doc_threshold)
-    if name == "splade":
-        from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
-
-        return SpladeEncoder(SpladeConfig(**settings))
-    from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
-
-    return InferenceFreeEncoder(InferenceFreeConfig(**settings))
+    settings = dict(max_length=max_length, batch_size=batch_size, device=device, doc_top_k=doc_top_k,
+                    doc_threshold=doc_threshold)
+    return build_encoder(name, settings, model=found)
 
 
 @app.callback()

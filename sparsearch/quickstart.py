@@ -53,7 +53,8 @@ def shipped_vector_encoder(model_dir: Path, vectors: dict[str, dict[str, float]]
     folder, tokenizer and IDF), so it opens and searches like any index the
     model built.
     """
-    from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
+    from sparsearch.retriever.inference_free import InferenceFreeEncoder
+    from sparsearch.retriever.registry import encoder_config
 
     class ShippedVectors(InferenceFreeEncoder):
         def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
@@ -73,7 +74,7 @@ def shipped_vector_encoder(model_dir: Path, vectors: dict[str, dict[str, float]]
                 rows.append(row)
             return SparseBatch.from_dicts(rows)
 
-    return ShippedVectors(InferenceFreeConfig(model_dir=str(model_dir), model=LEARNED_MODEL))
+    return ShippedVectors(encoder_config("inference-free", {"model_dir": str(model_dir), "model": LEARNED_MODEL}))
 
 
 @dataclass
@@ -132,9 +133,9 @@ def build_learned(corpus: Path, out: Path, encode: bool, progress: bool = False)
 
     model = resolve_model(LEARNED_MODEL)  # ModelNotFoundError (one line) when not installed
     if encode:
-        from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
+        from sparsearch.retriever.registry import build_encoder
 
-        encoder: Any = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(model.path), model=LEARNED_MODEL))
+        encoder: Any = build_encoder("inference-free", model=model)
         how = "documents encoded by the model now"
     else:
         encoder = shipped_vector_encoder(model.path, read_vectors(SAMPLE_VECTORS))
@@ -147,11 +148,11 @@ def build_learned(corpus: Path, out: Path, encode: bool, progress: bool = False)
 def write_sample_vectors(path: Path = SAMPLE_VECTORS) -> int:
     """Encode the sample corpus with :data:`LEARNED_MODEL` (needs torch) and write its vectors; returns #documents."""
     from sparsearch.corpus import read_corpus
-    from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
+    from sparsearch.retriever.registry import build_encoder
     from sparsearch.retriever.resolve import resolve_model
 
     model = resolve_model(LEARNED_MODEL)
-    encoder = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(model.path), model=LEARNED_MODEL, device="cpu"))
+    encoder: Any = build_encoder("inference-free", {"device": "cpu"}, model=model)
     documents = list(read_corpus(SAMPLE_CORPUS))
     batch = encoder.encode_documents(documents)
     tokenizer = encoder.queries.tokenizer

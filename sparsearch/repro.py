@@ -319,21 +319,15 @@ def resolve_model_dir(model: str, matrix_dir: Path) -> Path:
 
 def make_encoder(entry: Entry, matrix_dir: Path) -> Any:
     """The encoder an entry names, with its settings (unknown settings are an error naming the entry)."""
-    try:
-        if entry.encoder == "bm25":
-            from sparsearch.retriever.bm25 import BM25Config, BM25Encoder
+    from sparsearch.retriever.registry import EncoderError, build_encoder
 
-            return BM25Encoder(BM25Config(**entry.settings))
+    settings = dict(entry.settings)
+    if entry.encoder != "bm25":
         assert entry.model is not None
-        model_dir = str(resolve_model_dir(entry.model, matrix_dir))
-        if entry.encoder == "splade":
-            from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
-
-            return SpladeEncoder(SpladeConfig(model_dir=model_dir, **entry.settings))
-        from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
-
-        return InferenceFreeEncoder(InferenceFreeConfig(model_dir=model_dir, **entry.settings))
-    except TypeError as e:
+        settings["model_dir"] = str(resolve_model_dir(entry.model, matrix_dir))
+    try:
+        return build_encoder(entry.encoder, settings)
+    except EncoderError as e:
         raise InputError(f"entry {entry.name!r}: bad settings for {entry.encoder} ({e})") from None
 
 

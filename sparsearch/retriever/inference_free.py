@@ -48,6 +48,16 @@ class InferenceFreeConfig:
         resolve_config_model(self)
 
 
+def queryable_terms(query_weights: np.ndarray) -> np.ndarray:
+    """The document mask of an inference-free model: ``True`` for the term ids a query can hold.
+
+    A query weighs each token by its IDF, special tokens 0 (:class:`IdfQueryEncoder`), so a
+    document weight on a term of query weight 0 never scores: the encoder drops those postings
+    and the training student zeroes them (``sparsearch.training.trainer``), both through this mask.
+    """
+    return np.asarray(query_weights) > 0
+
+
 class IdfQueryEncoder:
     """Query text -> distinct WordPiece ids weighted by IDF; numpy and ``tokenizers`` only."""
 
@@ -58,6 +68,7 @@ class IdfQueryEncoder:
         self.weights = idf_vector(idf, tokenizer.get_vocab())
         # Special tokens never weigh anything, even if a table lists them.
         self.weights[sorted(special_token_ids(tokenizer))] = 0.0
+        self.queryable = queryable_terms(self.weights)  # the terms a document vector keeps
         self._weight_list = self.weights.tolist()  # per-token lookups in Python beat numpy calls on ~10 ids
         self._fast = FastWordPiece.from_tokenizer(tokenizer)
 
@@ -120,7 +131,7 @@ class InferenceFreeEncoder:
         s = self.settings
         batch = self.doc_model.encode([d.contents for d in documents], s.max_length, s.batch_size, s.doc_top_k,
                                       s.doc_threshold)
-        keep = self.queries.weights[batch.term_ids] > 0
+        keep = self.queries.queryable[batch.term_ids]
         if keep.all():
             return batch
         return SparseBatch(compact_offsets(batch.offsets, keep), batch.term_ids[keep], batch.weights[keep])

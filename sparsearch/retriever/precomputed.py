@@ -111,6 +111,12 @@ class PrecomputedEncoder:
         idf = read_idf_json(folder / "idf.json") if (folder / "idf.json").exists() else None
         return cls(PrecomputedConfig("wordpiece"), tokenizer=tokenizer, idf=idf)
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "PrecomputedEncoder":
+        """:func:`~sparsearch.retriever.registry.build_encoder`'s hook: ``query_analyzer`` may also be a folder
+        holding ``tokenizer.json`` (and ``idf.json``), as in :meth:`for_query_analyzer`."""
+        return cls.for_query_analyzer(settings.get("query_analyzer"))
+
     # ------------------------------------------------------------ protocol
 
     @property

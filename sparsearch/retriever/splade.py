@@ -155,7 +155,8 @@ class SpladeModel:
     the matrix products over padding disappear.
     """
 
-    def __init__(self, model_dir: str | Path, device: str = "auto", exact_screening: bool = True) -> None:
+    def __init__(self, model_dir: str | Path, device: Any = "auto", exact_screening: bool = True,
+                 activation: str | None = None) -> None:
         torch = _torch()
         from sparsearch.retriever.mlm import load_masked_lm, mlm_parts
         from sparsearch.retriever.st_format import describe_model
@@ -170,7 +171,8 @@ class SpladeModel:
         self.parts = mlm_parts(self.model)
         self.tokenizer = load_tokenizer(self.layout.document_dir)
         # log1p_relu (OpenSearch v3): log(1 + log(1 + ReLU(x))), monotone, so applied after max pooling.
-        self.double_log = self.layout.activation == "log1p_relu"
+        # ``activation`` overrides the folder's (training a plain-SPLADE student from any folder: "relu").
+        self.double_log = (activation or self.layout.activation) == "log1p_relu"
         self.exact_screening = exact_screening
         self._pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         # Truncation is a setting of the tokenizer: one thread at a time sets it and tokenizes (queries and
@@ -188,10 +190,32 @@ class SpladeModel:
             self.tokenizer.enable_truncation(max_length)
             return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
+    def vectors(self, texts: Sequence[str], max_length: int) -> Any:
+        """Dense ``[len(texts), vocab]`` weights of ``texts`` as one padded batch, in order.
+
+        Tokenise -> pad -> pool, differentiable when the model was loaded with
+        ``exact_screening=False`` (the training student encodes through here
+        under autograd); :meth:`encode` runs the same path per length-sorted batch.
+        """
+        return self.dense_vectors(*pad_rows(self.token_ids(texts, max_length), self._pad_id, self.device))
+
+    def dense_vectors(self, input_ids: Any, mask: Any) -> Any:
+        """SPLADE weights ``[rows, vocab]`` of padded token ids and their attention mask (see :func:`pad_rows`)."""
+        torch = _torch()
+        from sparsearch.retriever.mlm import DecoderScreen, screened_splade_vectors, splade_vectors
+
+        if self.exact_screening:  # inference only: the screen caches the (frozen) decoder
+            dtype = torch.bfloat16 if self._fast_bf16() else torch.float32
+            if self._screen is None or self._screen.screen_rows.dtype != dtype:
+                self._screen = DecoderScreen.build(self.parts, dtype)
+            vectors = screened_splade_vectors(self.parts, input_ids, mask, screen_dtype=dtype, screen=self._screen)
+        else:
+            vectors = splade_vectors(self.parts, input_ids, mask)
+        return torch.log1p(vectors) if self.double_log else vectors
+
     def encode(self, texts: Sequence[str], max_length: int, batch_size: int, top_k: int | None = None,
                threshold: float = 0.0) -> SparseBatch:
         torch = _torch()
-        from sparsearch.retriever.mlm import DecoderScreen, screened_splade_vectors, splade_vectors
 
         if not texts:
             return SparseBatch.empty()
@@ -201,21 +225,10 @@ class SpladeModel:
         with torch.inference_mode():
             for lo in range(0, len(order), batch_size):
                 rows = [ids[i] for i in order[lo:lo + batch_size]]
-                width = max(len(r) for r in rows)
-                if width == 0:  # only texts with no token (a tokenizer adding no [CLS]/[SEP]): empty rows
+                if max(len(r) for r in rows) == 0:  # only texts with no token (a tokenizer adding no [CLS]/[SEP])
                     parts.append(SparseBatch.from_dicts([{}] * len(rows)))
                     continue
-                input_ids, mask = pad_rows(rows, self._pad_id, self.device)
-                if self.exact_screening:
-                    dtype = torch.bfloat16 if self._fast_bf16() else torch.float32
-                    if self._screen is None or self._screen.screen_rows.dtype != dtype:
-                        self._screen = DecoderScreen.build(self.parts, dtype)
-                    vectors = screened_splade_vectors(self.parts, input_ids, mask, screen_dtype=dtype,
-                                                      screen=self._screen)
-                else:
-                    vectors = splade_vectors(self.parts, input_ids, mask)
-                if self.double_log:
-                    vectors = torch.log1p(vectors)
+                vectors = self.dense_vectors(*pad_rows(rows, self._pad_id, self.device))
                 parts.append(dense_to_sparse(vectors, top_k, threshold))
         sorted_batch = SparseBatch.concatenate(parts)
         return permute_rows(sorted_batch, np.argsort(order, kind="stable"))

@@ -242,16 +242,9 @@ class CollectionStore:
 
     @staticmethod
     def _new_encoder(encoder: str, info: ModelInfo | None, params: dict[str, Any]) -> Any:
-        if encoder == "bm25" or info is None:
-            return BM25Encoder(BM25Config(**params))
-        settings = dict(model_dir=str(info.path), model=info.name, **params)
-        if encoder == "splade":
-            from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
+        from sparsearch.retriever.registry import build_encoder
 
-            return SpladeEncoder(SpladeConfig(**settings))
-        from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
-
-        return InferenceFreeEncoder(InferenceFreeConfig(**settings))
+        return build_encoder(encoder, params, model=info)
 
     def model_info(self, name: str) -> dict[str, Any] | None:
         """A learned collection's model: name, version and the settings its documents are encoded with."""

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from sparsearch.protocols import SparseEncoder
+from sparsearch.retriever.registry import build_encoder
 from sparsearch.types import Document
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,13 @@ def sparse_score_matrix(encoder: SparseEncoder, documents: Sequence[Document], q
 
 
 def bm25_score_matrix(documents: Sequence[Document], queries: Sequence[str]) -> np.ndarray:
-    from sparsearch.retriever.bm25 import BM25Encoder
-
-    return sparse_score_matrix(BM25Encoder(), documents, queries)
+    return sparse_score_matrix(build_encoder("bm25"), documents, queries)
 
 
 def splade_score_matrix(model_dir: str | Path, documents: Sequence[Document], queries: Sequence[str],
                         device: str = "auto") -> np.ndarray:
-    from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
-
-    return sparse_score_matrix(SpladeEncoder(SpladeConfig(model_dir=str(model_dir), device=device,
-                                                          batch_size=64)), documents, queries)
+    encoder = build_encoder("splade", {"model_dir": str(model_dir), "device": device, "batch_size": 64})
+    return sparse_score_matrix(encoder, documents, queries)
 
 
 def dense_embeddings(model_dir: str | Path, texts: Sequence[str], device: str = "auto", max_length: int = 256,

@@ -23,8 +23,8 @@ import torch
 
 from sparsearch.retriever.idf import idf_table, idf_vector, read_idf_json
 from sparsearch.retriever.inference_free import IdfQueryEncoder
-from sparsearch.retriever.mlm import load_masked_lm, mlm_parts, save_masked_lm, splade_vectors
-from sparsearch.retriever.splade import load_tokenizer, pad_rows
+from sparsearch.retriever.mlm import save_masked_lm
+from sparsearch.retriever.splade import SpladeModel, load_tokenizer
 from sparsearch.training.config import TrainConfig
 from sparsearch.training.data import CropBatch, LabeledBatch, TrainingData
 from sparsearch.training.losses import ensemble_teacher_logits, info_nce, kl_distillation
@@ -35,27 +35,34 @@ log = logging.getLogger(__name__)
 
 
 class Student:
-    """The model being trained and how it turns text into ``[rows, vocab]`` weights."""
+    """The model being trained and how it turns text into ``[rows, vocab]`` weights.
+
+    Built on the encoder modules: a :class:`~sparsearch.retriever.splade.SpladeModel` (loaded the way
+    encoders load it, without the inference-only screening) encodes documents — and SPLADE
+    queries — through its differentiable tokenise -> pad -> pool path; an inference-free student's
+    queries are :class:`~sparsearch.retriever.inference_free.IdfQueryEncoder` lookups, and its
+    documents keep only the terms a query can hold (``IdfQueryEncoder.queryable``), as the encoder's do.
+    """
 
     def __init__(self, config: TrainConfig, idf: dict[str, float], device: torch.device) -> None:
         self.config = config
         self.device = device
-        self.model = load_masked_lm(config.base_model, device)
+        # The saved model is a plain Hugging Face MLM: train it with SPLADE's own activation.
+        self.splade = SpladeModel(config.base_model, device, exact_screening=False, activation="relu")
+        self.model = self.splade.model
         self.model.train()
-        self.parts = mlm_parts(self.model)
-        self.tokenizer = load_tokenizer(config.base_model)
-        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
-        self.idf_queries = IdfQueryEncoder(load_tokenizer(config.base_model), idf)
+        self.parts = self.splade.parts
+        self.tokenizer = self.splade.tokenizer
+        # The query side gets its own tokenizer copy (IdfQueryEncoder turns truncation off).
+        self.idf_queries = IdfQueryEncoder(load_tokenizer(self.splade.layout.document_dir), idf)
         self.idf = torch.tensor(idf_vector(idf, self.tokenizer.get_vocab()), device=device)
+        self.document_mask = torch.as_tensor(self.idf_queries.queryable, device=device)
 
     def encode(self, texts: list[str], max_length: int) -> torch.Tensor:
-        self.tokenizer.enable_truncation(max_length)
-        rows = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
-        ids, mask = pad_rows(rows, self.pad_id, self.device)
-        vectors = splade_vectors(self.parts, ids, mask)
+        vectors = self.splade.vectors(texts, max_length)
         if self.config.kind == "inference-free":
             # A token no query can carry (IDF 0: special tokens) is dead weight in a document vector.
-            vectors = vectors * (self.idf > 0).to(vectors.dtype)
+            vectors = vectors * self.document_mask.to(vectors.dtype)
         return vectors
 
     def encode_queries(self, texts: list[str]) -> torch.Tensor:
