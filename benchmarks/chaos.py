@@ -14,7 +14,7 @@ cause):
    fsync), flush (segment files, deletion masks), merge, manifest commit
    (temporary file, rename, directory fsync) -- and for each of ENOSPC and EIO,
    a campaign of random upserts, replacements, deletes and flushes on a
-   ``LiveIndex`` runs until ``--faults`` faults of that kind have fired in that
+   ``Retriever`` runs until ``--faults`` faults of that kind have fired in that
    phase.  Faults go through the index's own I/O gate
    (``sparsearch.index.storage.inject_faults``); a subclass of its
    ``FaultInjector`` classifies each gated operation by the call stack, so a
@@ -34,7 +34,7 @@ cause):
    a flush follows whose log reset fails as well, then more writes and
    crashes.  Reported separately.
 3. **kill -9**: a child process (forked from a preloaded fork server) writes
-   to a ``LiveIndex`` with the background flush scheduler running, printing
+   to a ``Retriever`` with the background flush scheduler running, printing
    each request before it starts and each acknowledgement after it returns
    (``os.write`` to a file, so nothing is buffered); it is killed with SIGKILL
    after a random delay and the parent reopens the index and checks every
@@ -42,8 +42,8 @@ cause):
    happened).  Half of the trials also inject random faults in the child.
 4. **Recovery time** after ``kill -9`` with ``--recovery-docs`` unflushed
    single-document writes: the log is written directly with
-   ``sparsearch.wal.encode_record`` (one record per document, the bytes
-   ``LiveIndex.upsert`` would log), then a fresh process opens it and
+   ``sparsearch.index.wal.encode_record`` (one record per document, the bytes
+   ``Retriever.upsert`` would log), then a fresh process opens it and
    searches; the time is split into log read+parse, encoding and building.
    The same log under a restarted ``sparsearch serve``: time from process
    start to the first search answered 200.
@@ -94,11 +94,12 @@ if str(HERE.parent) not in sys.path:  # run as a script from anywhere
 
 from sparsearch import BM25Encoder, Document, Index  # noqa: E402
 from sparsearch.errors import StorageError, StorageFullError  # noqa: E402
-from sparsearch.flush_scheduler import scheduler  # noqa: E402
+from sparsearch.index.flush_scheduler import scheduler  # noqa: E402
 from sparsearch.index.manifest import MANIFEST_NAME, Manifest  # noqa: E402
 from sparsearch.index.merge import MergePolicy  # noqa: E402
 from sparsearch.index.storage import FaultInjector, inject_faults  # noqa: E402
-from sparsearch.live import INDEX_DIR, WAL_NAME, LiveIndex, LiveSettings  # noqa: E402
+from sparsearch.index.writer import LiveSettings  # noqa: E402
+from sparsearch.retriever.retriever import INDEX_DIR, WAL_NAME, Retriever  # noqa: E402
 
 ERRNOS = {"ENOSPC": errno_codes.ENOSPC, "EIO": errno_codes.EIO}
 # The phases the issue names: (a) log append, (b) flush, (c) merge, (d) manifest commit.
@@ -151,6 +152,12 @@ def fields_of(d: Document) -> dict[str, Any]:
     return {"title": d.title, "text": d.text, "metadata": d.metadata}
 
 
+def visible(live: Retriever, doc_id: str) -> dict[str, Any] | None:
+    """A document's title, text and metadata as a live collection returns it, or ``None``."""
+    doc = live.document(doc_id)
+    return None if doc is None else fields_of(doc)
+
+
 # ------------------------------------------------------------------ fault injection by phase
 
 @dataclass
@@ -177,9 +184,8 @@ class Fault:
 
 _FRAME_MARKS = {
     ("append", "wal.py"): "wal", ("_cut_back", "wal.py"): "wal_cutback", ("reset", "wal.py"): "wal_reset",
-    ("open", "wal.py"): "wal_open", ("write", "manifest.py"): "manifest", ("merge", "engine.py"): "merge",
-    ("flush", "live.py"): "flush", ("commit", "engine.py"): "commit", ("save", "engine.py"): "save",
-    ("create", "live.py"): "create",
+    ("open", "wal.py"): "wal_open", ("write", "manifest.py"): "manifest", ("merge", "writer.py"): "merge",
+    ("commit", "writer.py"): "flush", ("save", "writer.py"): "save", ("create_live", "retriever.py"): "create",
 }
 
 
@@ -360,7 +366,7 @@ class Model:
             self.failed_tokens.append(d.text.rsplit(" ", 1)[-1])
 
 
-def compare(live: LiveIndex, model: Model, rng: random.Random, ambiguous: dict[str, list[Any]] | None = None,
+def compare(live: Retriever, model: Model, rng: random.Random, ambiguous: dict[str, list[Any]] | None = None,
             sample: int = 50) -> Counter:
     """Lost acknowledged writes, ghost writes and other mismatches between ``live`` and ``model``.
 
@@ -370,7 +376,7 @@ def compare(live: LiveIndex, model: Model, rng: random.Random, ambiguous: dict[s
     ambiguous = ambiguous or {}
     out["documents_compared"] += len(model.attempted)
     for doc_id in sorted(model.attempted):
-        got = live.get(doc_id)
+        got = visible(live, doc_id)
         if doc_id in ambiguous:
             if got not in ambiguous[doc_id]:
                 out["wrong_in_flight"] += 1
@@ -384,8 +390,8 @@ def compare(live: LiveIndex, model: Model, rng: random.Random, ambiguous: dict[s
             out["ghost"] += 1  # a deleted (or never acknowledged) document is visible
         else:
             out["lost"] += 1
-    expected_n = len(model.docs) + sum(1 for i in ambiguous if i not in model.docs and live.get(i) is not None) \
-        - sum(1 for i in ambiguous if i in model.docs and live.get(i) is None)
+    expected_n = len(model.docs) + sum(1 for i in ambiguous if i not in model.docs and visible(live, i) is not None) \
+        - sum(1 for i in ambiguous if i in model.docs and visible(live, i) is None)
     if live.n_docs != expected_n:
         out["count_mismatch"] += 1
     for tok in model.failed_tokens[-200:]:  # a refused write must not be searchable either
@@ -396,12 +402,12 @@ def compare(live: LiveIndex, model: Model, rng: random.Random, ambiguous: dict[s
         if doc_id in ambiguous:
             continue
         hits = live.search(tok, 1)
-        if not hits or hits[0][0] != doc_id:
+        if not hits or hits.ids[0] != doc_id:
             out["lost_search"] += 1
     return out
 
 
-def scores_match_fresh_build(live: LiveIndex, model: Model, rng: random.Random, queries: int = 3) -> bool:
+def scores_match_fresh_build(live: Retriever, model: Model, rng: random.Random, queries: int = 3) -> bool:
     """Scores of every matching document equal a fresh build's over the surviving documents."""
     if not model.docs:
         return live.n_docs == 0
@@ -410,16 +416,16 @@ def scores_match_fresh_build(live: LiveIndex, model: Model, rng: random.Random, 
     for _ in range(queries):
         q = " ".join(rng.choice(w) for _ in range(3))
         n = len(model.docs)
-        got = {i: s for i, s, _ in live.search(q, n)}
+        got = {i: s for i, s in live.search(q, n)}
         want = fresh.search(q, n).as_dict()
         if got.keys() != want.keys() or any(abs(got[k] - want[k]) > 1e-4 * max(1.0, abs(want[k])) for k in got):
             return False
     return True
 
 
-def leftover_files(live: LiveIndex) -> list[str]:
+def leftover_files(live: Retriever) -> list[str]:
     """Files in the index directory that the manifest in force does not name (partial commits)."""
-    directory = live.path / INDEX_DIR
+    directory = live.path  # a live retriever's index directory
     keep = Manifest.read(directory).referenced_names() | {MANIFEST_NAME, ".sparsearch", ".lock"}
     return sorted(e.name for e in directory.iterdir() if e.name not in keep)
 
@@ -476,8 +482,8 @@ class Campaign:
         self.settings = LiveSettings(flush_docs=flush_docs, flush_seconds=1e9, flush_bytes=1 << 40,
                                      merge=MergePolicy(merge_factor=2))
         self.path = root / f"{self.stats.phase}-{errname}"
-        self.live = LiveIndex.create(self.path, BM25Encoder(), settings=self.settings)
-        scheduler().unregister(self.live)  # deterministic: this driver decides when flushes happen
+        self.live = Retriever.create_live(self.path, BM25Encoder(), settings=self.settings)
+        scheduler().unregister(self.live.writer)  # deterministic: this driver decides when flushes happen
         self.model = Model()
         self.attempt = 0
         self.next_id = 0
@@ -580,26 +586,26 @@ class Campaign:
         self.stats.crashes += not flush
         self.stats.reopens += 1
         try:
-            self.live = LiveIndex(self.path, self.settings)
+            self.live = Retriever.open_live(self.path, self.settings)
         except Exception as e:  # noqa: BLE001
             self.stats.reopen_failures += 1
             self.stats.examples.setdefault("reopen_failure", f"{type(e).__name__}: {e}")
             self.generation += 1
             self.path = self.path.with_name(f"{self.path.name.split('~')[0]}~{self.generation}")
-            self.live = LiveIndex.create(self.path, BM25Encoder(), settings=self.settings)
+            self.live = Retriever.create_live(self.path, BM25Encoder(), settings=self.settings)
             self.model = Model()
         else:
             self.stats.checks.update(compare(self.live, self.model, self.rng, self.ambiguous))
             for doc_id in self.ambiguous:  # what a refused-but-unknown write turned out to be
-                self.model.adopt(doc_id, self.live.get(doc_id))
+                self.model.adopt(doc_id, visible(self.live, doc_id))
         self.ambiguous = {}
-        scheduler().unregister(self.live)
+        scheduler().unregister(self.live.writer)
 
     def check_touched(self, kind: str, arg: Any) -> None:
         """Right after a failed request: what it touched is as the model says (before any reopen)."""
         ids = [d.doc_id for d in arg] if kind == "upsert" else (arg if kind == "delete" else [])
         for doc_id in ids:
-            got, want = self.live.get(doc_id), self.model.docs.get(doc_id)
+            got, want = visible(self.live, doc_id), self.model.docs.get(doc_id)
             if got != want:
                 self.stats.checks["ghost" if got is not None and got["text"] in self.model.failed_texts
                                   or want is None else "lost"] += 1
@@ -623,7 +629,7 @@ class Campaign:
                 nth = self.rng.randrange(self.rng.choice(seen)) if seen else 0
                 then = (self.double, self.rng.choice(list(ERRNOS.values()))) if self.double else None
                 arm = Arm(arm_phase, self.code, nth, then)
-            wal_size = self.live.log_bytes()
+            wal_size = self.live.writer.log_bytes()
             error, faults, records = self.perform(kind, arg, arm)
             s.requests += 1
             self.apply(kind, arg, error)
@@ -677,8 +683,8 @@ class Campaign:
         shutil.rmtree(self.path, ignore_errors=True)
         self.generation += 1
         self.path = self.path.with_name(f"{self.path.name.split('~')[0]}~{self.generation}")
-        self.live = LiveIndex.create(self.path, BM25Encoder(), settings=self.settings)
-        scheduler().unregister(self.live)
+        self.live = Retriever.create_live(self.path, BM25Encoder(), settings=self.settings)
+        scheduler().unregister(self.live.writer)
         self.model = Model()
 
     def judge(self, kind: str, error: BaseException | None, fault: Fault, records: list) -> None:
@@ -770,7 +776,7 @@ def _campaigns(root: Path, target: int, seed: int, phases: tuple[str, ...], errn
 
 def warm_up(root: Path) -> None:
     """Compile (and cache on disk) every kernel a live index uses, so child processes start warm."""
-    live = LiveIndex.create(root / "warm-up", BM25Encoder(),
+    live = Retriever.create_live(root / "warm-up", BM25Encoder(),
                             settings=LiveSettings(flush_docs=5, flush_seconds=1e9, merge=MergePolicy(merge_factor=2)))
     rng = random.Random(0)
     for i in range(40):
@@ -793,7 +799,7 @@ def kill_child(path: str, trial: int, seed: int, live_ids: list[str], events: st
     """The writer that gets killed: every request logged before it starts and after it returns."""
     logging.disable(logging.CRITICAL)
     fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    live = LiveIndex(Path(path), KILL_SETTINGS)
+    live = Retriever.open_live(Path(path), KILL_SETTINGS)
     rng = random.Random(seed)
     warm = Index.build([make_doc(f"w{i}", i, random.Random(i)) for i in range(12)])  # load the cached kernels
     warm.delete(["w1"])
@@ -859,9 +865,9 @@ def run_kills(root: Path, trials: int, seed: int) -> dict[str, Any]:
     warnings_before = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = "ignore:resource_tracker:UserWarning"
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["sparsearch.live", "sparsearch.retriever.bm25", "numpy"])
+    ctx.set_forkserver_preload(["sparsearch.retriever.retriever", "sparsearch.retriever.bm25", "numpy"])
     path = root / "kill"
-    LiveIndex.create(path, BM25Encoder(), settings=KILL_SETTINGS).close()
+    Retriever.create_live(path, BM25Encoder(), settings=KILL_SETTINGS).close()
     rng = random.Random(seed)
     model = Model()
     totals: Counter = Counter()
@@ -917,7 +923,7 @@ def run_kills(root: Path, trials: int, seed: int) -> dict[str, Any]:
         for req in begun.values():  # the request in flight when the kill came: either outcome is fine
             unknown_states(req, model, ambiguous)
         try:
-            live = LiveIndex(path, KILL_SETTINGS)
+            live = Retriever.open_live(path, KILL_SETTINGS)
         except Exception as e:  # noqa: BLE001
             totals["reopen_failures"] += 1
             rows.append({"trial": trial, "reopen_failure": f"{type(e).__name__}: {e}"})
@@ -925,7 +931,7 @@ def run_kills(root: Path, trials: int, seed: int) -> dict[str, Any]:
             break
         checks = compare(live, model, rng, ambiguous)
         for doc_id in ambiguous:  # adopt what the in-flight request turned out to be
-            model.adopt(doc_id, live.get(doc_id))
+            model.adopt(doc_id, visible(live, doc_id))
         live.close(flush=rng.random() < 0.5)
         totals.update(checks)
         totals["acked"] += acked
@@ -939,7 +945,7 @@ def run_kills(root: Path, trials: int, seed: int) -> dict[str, Any]:
         os.environ.pop("PYTHONWARNINGS", None)
     else:
         os.environ["PYTHONWARNINGS"] = warnings_before
-    final = LiveIndex(path, KILL_SETTINGS)
+    final = Retriever.open_live(path, KILL_SETTINGS)
     fresh_equal = scores_match_fresh_build(final, model, rng)
     documents = final.n_docs
     final.close()
@@ -972,13 +978,13 @@ def write_log(path: Path, n: int, seed: int) -> dict[str, Any]:
 
     Documents as ``benchmarks/loadtest.py`` writes them: ``{"_id", "title": "load test", "text": a query}``.
     """
-    from sparsearch.live import _doc_to_json
-    from sparsearch.wal import encode_record
+    from sparsearch.retriever.retriever import document_source
+    from sparsearch.index.wal import encode_record
 
     rng = random.Random(seed)
     texts = load_test_texts()
     if not path.exists():
-        LiveIndex.create(path, BM25Encoder(), settings=LiveSettings()).close()
+        Retriever.create_live(path, BM25Encoder(), settings=LiveSettings()).close()
     t = time.perf_counter()
     words_total = 0
     with open(path / WAL_NAME, "ab") as f:
@@ -986,7 +992,7 @@ def write_log(path: Path, n: int, seed: int) -> dict[str, Any]:
         for i in range(n):
             doc = Document(f"r{i}", "load test", rng.choice(texts))
             words_total += len(doc.text.split())
-            chunk.append(encode_record({"op": "upsert", "docs": [_doc_to_json(doc)]}))
+            chunk.append(encode_record({"op": "upsert", "docs": [{"_id": doc.doc_id, **document_source(doc)}]}))
             if len(chunk) == 10_000:
                 f.write(b"".join(chunk))
                 chunk = []
@@ -1006,10 +1012,13 @@ def recovery_child(path: str, spawned_at: float) -> None:
     """
     t_start = time.perf_counter()
     startup = time.time() - spawned_at  # interpreter start and imports, until here
-    import sparsearch.live as live_module
-    from sparsearch.engine import Index as EngineIndex
+    import sparsearch.index.buffer as buffer_module
+    import sparsearch.retriever.retriever as live_module
+    from sparsearch.index.writer import LiveSettings
+    import sparsearch.index.writer as writer_module
+    from sparsearch.index.inverted import InvertedIndex
     from sparsearch.retriever.bm25 import BM25Encoder as Encoder
-    from sparsearch.wal import WriteAheadLog
+    from sparsearch.index.wal import WriteAheadLog
 
     t_import = time.perf_counter()
     wall: Counter = Counter()
@@ -1028,12 +1037,13 @@ def recovery_child(path: str, spawned_at: float) -> None:
 
         setattr(owner, name, classmethod(wrapper) if method else wrapper)
 
-    timed(EngineIndex, "open", "index_open", EngineIndex.open.__func__)  # type: ignore[attr-defined]
+    timed(InvertedIndex, "open", "index_open", InvertedIndex.open.__func__)  # type: ignore[attr-defined]
     timed(WriteAheadLog, "read", "log_read_parse")
     timed(Encoder, "encode_documents", "encode")
-    timed(live_module.LiveIndex, "_apply_upsert", "build")  # its argument is already encoded
+    timed(writer_module, "build_part", "build")  # inverting the replayed documents
+    timed(buffer_module.WriteBuffer, "add", "build")
     t0, c0 = time.perf_counter(), time.process_time()
-    live = live_module.LiveIndex(Path(path), live_module.LiveSettings(flush_docs=10**9, flush_seconds=1e9,
+    live = live_module.Retriever.open_live(Path(path), LiveSettings(flush_docs=10**9, flush_seconds=1e9,
                                                                        flush_bytes=1 << 40))
     t_open, c_open = time.perf_counter(), time.process_time()
     hits = live.search("cell protein expression", 10)
@@ -1064,8 +1074,8 @@ def run_recovery(root: Path, n: int, seed: int, repeats: int = 3) -> dict[str, A
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     shutil.rmtree(path)
-    return {"log": made, "how": "log written directly with sparsearch.wal.encode_record, one upsert record "
-            "per document (what LiveIndex.upsert logs); each run is a fresh process", "runs": runs,
+    return {"log": made, "how": "log written directly with sparsearch.index.wal.encode_record, one upsert record "
+            "per document (what Retriever.upsert logs); each run is a fresh process", "runs": runs,
             "median": median}
 
 

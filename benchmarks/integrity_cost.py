@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from sparsearch.engine import Index
+from sparsearch import Index
 from sparsearch.index.checksum import crc32_of_file
 from sparsearch.index.inverted import InvertedIndex
 from sparsearch.index.manifest import Manifest

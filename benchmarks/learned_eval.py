@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sparsearch.engine import Index
+from sparsearch import Index
 from sparsearch.eval.bench import paired_latencies_ms
 from sparsearch.eval.beir import EvalSettings, evaluate_beir
 from sparsearch.eval.datasets import load_beir

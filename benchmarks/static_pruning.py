@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsearch.engine import Index
+from sparsearch import Index
 from sparsearch.eval.bench import paired_latencies_ms
 from sparsearch.eval.datasets import load_beir
 from sparsearch.eval.metrics import evaluate

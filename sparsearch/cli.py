@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -103,7 +102,7 @@ def index(
 ) -> None:
     """Build an index from a corpus."""
     from sparsearch.corpus import count_lines, read_corpus
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
 
     vectors = _given(vectors)
     try:
@@ -121,7 +120,7 @@ def index(
             raise SparsearchError("missing the corpus to index (a corpus.jsonl or BEIR folder, or --vectors FILE)")
         else:
             enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device, doc_threshold)
-            idx = Index.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
+            idx = Retriever.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
                               total=count_lines(corpus) if progress else None)
         seconds = time.perf_counter() - t
     except (SparsearchError, ValueError, OSError) as e:
@@ -145,7 +144,7 @@ def search(
                                               "(docs/filters.md)."),
 ) -> None:
     """Search an index; prints rank, id, score and title."""
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
     from sparsearch.eval.beir import effective_k
     from sparsearch.filters import parse_filter
 
@@ -158,7 +157,7 @@ def search(
         if (query is None) == (query_vector is None):
             raise SparsearchError("give a query text or --query-vector JSON (one of the two)")
         flt = parse_filter(filter_json)  # a malformed filter fails before the index is opened
-        idx = Index.open(index_dir)
+        idx = Retriever.open(index_dir)
         if query_vector is not None:
             from sparsearch.vectors_io import parse_query_vector, search_vectors
 
@@ -312,15 +311,15 @@ def add(
 ) -> None:
     """Add documents to an index (an existing id is replaced), committed atomically."""
     from sparsearch.corpus import read_corpus
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
 
     try:
-        idx = Index.open(index_dir)
+        idx = Retriever.open(index_dir)
         n = idx.add(read_corpus(corpus))
         idx.commit()
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
-    typer.echo(f"added {n} documents; {idx.n_docs} in the index, {len(idx.inverted.segments)} segments")
+    typer.echo(f"added {n} documents; {idx.n_docs} in the index, {len(idx.snapshot.segments)} segments")
 
 
 @app.command()
@@ -329,39 +328,39 @@ def delete(
     ids: list[str] = typer.Argument(..., help="Document ids to delete."),
 ) -> None:
     """Delete documents by id, committed atomically."""
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
 
     try:
-        idx = Index.open(index_dir)
+        idx = Retriever.open(index_dir)
         found = idx.delete(ids)
         idx.commit()
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
-    typer.echo(f"deleted {found} of {len(ids)} ids; {idx.n_docs} documents left")
+    typer.echo(f"deleted {len(found)} of {len(ids)} ids; {idx.n_docs} documents left")
 
 
 @app.command()
 def merge(index_dir: Path = typer.Argument(..., help="Existing index directory.")) -> None:
     """Run the tiered merge policy until it has nothing left to merge."""
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
 
     try:
-        idx = Index.open(index_dir)
+        idx = Retriever.open(index_dir)
         n = 0
         while idx.merge():
             n += 1
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
-    typer.echo(f"{n} merges; {len(idx.inverted.segments)} segments")
+    typer.echo(f"{n} merges; {len(idx.snapshot.segments)} segments")
 
 
 @app.command()
 def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
     """Print index statistics as JSON."""
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
 
     try:
-        typer.echo(json.dumps(Index.open(index_dir).info(), indent=2))
+        typer.echo(json.dumps(Retriever.open(index_dir).info(), indent=2))
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
 
@@ -408,7 +407,7 @@ def serve(
     try:
         import uvicorn
 
-        from sparsearch.live import LiveSettings
+        from sparsearch.index.writer import LiveSettings
         from sparsearch.service.app import create_app, open_store
         from sparsearch.service.settings import ServiceSettings
     except ImportError as e:
@@ -453,7 +452,7 @@ def quickstart(
     NumPy twins of the Numba kernels (sparsearch/index/small.py).
     """
     from sparsearch import quickstart as qs
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
     from sparsearch.sample import SAMPLE_CORPUS, default_corpus
 
     learned = _given(learned)
@@ -465,7 +464,7 @@ def quickstart(
     index(corpus=corpus, out=out, encoder="bm25", k1=0.9, b=0.4, overwrite=True, progress=True)
     q = query or default_query
     try:
-        columns = [qs.Column("BM25", qs.hits_of(Index.open(out), q, k))]
+        columns = [qs.Column("BM25", qs.hits_of(Retriever.open(out), q, k))]
         learned_out = qs.learned_index_dir(out)
         if learned is None and corpus != SAMPLE_CORPUS:
             note = (f"learned model: skipped (its document vectors are shipped for the bundled sample only; "
@@ -512,11 +511,11 @@ def export(
                                              "(default: the index directory's name)."),
 ) -> None:
     """Write an index's document vectors for Anserini/Pyserini or OpenSearch (BM25: its impacts)."""
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
     from sparsearch.vectors_io import export_index
 
     try:
-        summary = export_index(Index.open(index_dir), out, fmt, scale=scale, field_name=field_name,
+        summary = export_index(Retriever.open(index_dir), out, fmt, scale=scale, field_name=field_name,
                                index_name=index_name)
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)

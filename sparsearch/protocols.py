@@ -1,40 +1,40 @@
 """The two small protocols every model and every index plugs in through.
 
-An encoder turns text into sparse vectors and names the scoring rule the
-index must apply; an index stores vectors and answers top-k.  BM25, SPLADE and
-inference-free models are all encoders, so none of them touches the index.
+An **encoder** turns text into a representation — sparse vectors here, dense
+vectors for a bi-encoder — on a document side and a query side, and says how
+the index must score them.  An **index** stores representations under
+external ids and answers top-k with :class:`~sparsearch.types.Hits`: add,
+delete, commit, take a snapshot, search.  The :class:`~sparsearch.retriever.
+retriever.Retriever` joins one of each; nothing else needs to know which.
+
+This module is core: it imports neither Numba nor torch (``docs/design.md``
+says how a dense encoder and a faiss index fit the same two protocols).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Iterable, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 from sparsearch.scoring import Scoring
-from sparsearch.types import CollectionStats, Document, SparseBatch
+from sparsearch.types import CollectionStats, Document, Hits, SparseBatch
+
+Rep = TypeVar("Rep")  # a batch of representations: SparseBatch, or a dense matrix
+Rep_co = TypeVar("Rep_co", covariant=True)
+Rep_contra = TypeVar("Rep_contra", contravariant=True)
 
 
 @runtime_checkable
-class SparseEncoder(Protocol):
-    """Text -> sparse vectors over a vocabulary of ``n_terms`` ids."""
+class Encoder(Protocol[Rep_co]):
+    """Text -> representations, documents and queries each on their own side."""
 
     name: ClassVar[str]
 
-    @property
-    def scoring(self) -> Scoring:
-        """How the index turns this encoder's weights into scores."""
+    def encode_documents(self, documents: Sequence[Document]) -> Rep_co:
+        """One row per document."""
         ...
 
-    @property
-    def n_terms(self) -> int:
-        """Current vocabulary size (may grow while documents are encoded)."""
-        ...
-
-    def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
-        """One row per document; ``lengths`` set when the scoring rule needs them."""
-        ...
-
-    def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
+    def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> Rep_co:
         """One row per query; collection statistics let query weights depend on the corpus (IDF)."""
         ...
 
@@ -46,6 +46,21 @@ class SparseEncoder(Protocol):
         """Files to save beside the index (e.g. a vocabulary), by kind."""
         ...
 
+
+@runtime_checkable
+class SparseEncoder(Encoder[SparseBatch], Protocol):
+    """Text -> sparse vectors over a vocabulary of ``n_terms`` ids, scored by an inverted index."""
+
+    @property
+    def scoring(self) -> Scoring:
+        """How the index turns this encoder's weights into scores."""
+        ...
+
+    @property
+    def n_terms(self) -> int:
+        """Current vocabulary size (may grow while documents are encoded)."""
+        ...
+
     @classmethod
     def load(cls, config: dict[str, Any], files: dict[str, Path]) -> "SparseEncoder":
         """Rebuild the encoder an index was built with from its manifest entry and files."""
@@ -53,19 +68,64 @@ class SparseEncoder(Protocol):
 
 
 @runtime_checkable
-class SparseIndex(Protocol):
-    """Stored sparse vectors answering exact top-k, with collection statistics for encoders.
+class StreamingEncoder(Protocol):
+    """An encoder that encodes a stream of chunks in parallel itself (BM25's analyzer over processes)."""
 
-    Incremental ``add`` / ``delete`` / ``commit`` join this protocol with the
-    incremental index; every index keeps statistics global across segments.
+    def encode_document_stream(self, chunks: Iterable[Sequence[Document]], workers: int) -> Iterator[SparseBatch]:
+        ...
+
+
+@runtime_checkable
+class IndexSnapshot(Protocol[Rep_contra]):
+    """An immutable view of an index: what one search sees, however many writes follow."""
+
+    @property
+    def n_docs(self) -> int: ...
+
+    @property
+    def stats(self) -> CollectionStats:
+        """Collection statistics over the snapshot's live documents (for encoders' query weights)."""
+        ...
+
+    def hits(self, queries: Rep_contra, k: int, filter: Any = None, threads: int | None = None,
+             where: str = "this index") -> list[Hits]:
+        """Top-``k`` per query row, among documents matching ``filter``."""
+        ...
+
+
+@runtime_checkable
+class Index(Protocol[Rep]):
+    """Representations under external ids: the one write path and its readers.
+
+    ``add`` replaces an existing id (upsert); what ``add``/``delete`` do
+    becomes visible at ``commit`` (or at once, for a live index); ``snapshot``
+    is immutable, so a search never sees half of a commit.
     """
 
     @property
     def n_docs(self) -> int: ...
 
     @property
-    def stats(self) -> CollectionStats: ...
+    def snapshot(self) -> IndexSnapshot[Rep]: ...
 
-    def search(self, queries: SparseBatch, k: int, threads: int | None = None, method: str = "auto") -> Any:
-        """Top-``k`` internal ids and scores per query row (a ``TopK``)."""
+    def add(self, ids: Sequence[str], vectors: Rep, stored: Sequence[dict[str, Any]] | None = None,
+            sources: Sequence[dict[str, Any] | None] | None = None) -> None: ...
+
+    def delete(self, ids: Iterable[str]) -> list[str]:
+        """Delete by id; returns the ids that existed."""
         ...
+
+    def commit(self) -> None: ...
+
+    def search(self, queries: Rep, k: int, filter: Any = None, threads: int | None = None,
+               where: str = "this index") -> list[Hits]: ...
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        """Stored fields of a visible document, or ``None``."""
+        ...
+
+    def close(self, flush: bool = True) -> None: ...
+
+
+#: The sparse instance of the index protocol (``IndexWriter`` implements it).
+SparseIndex = Index[SparseBatch]

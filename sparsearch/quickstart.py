@@ -128,7 +128,7 @@ def build_learned(corpus: Path, out: Path, encode: bool, progress: bool = False)
     shipped vectors, which exist for the bundled sample only.
     """
     from sparsearch.corpus import count_lines, read_corpus
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
     from sparsearch.retriever.resolve import resolve_model
 
     model = resolve_model(LEARNED_MODEL)  # ModelNotFoundError (one line) when not installed
@@ -140,7 +140,7 @@ def build_learned(corpus: Path, out: Path, encode: bool, progress: bool = False)
     else:
         encoder = shipped_vector_encoder(model.path, read_vectors(SAMPLE_VECTORS))
         how = "document vectors computed by the model, shipped with the sample"
-    index = Index.build(read_corpus(corpus), path=out, encoder=encoder, overwrite=True, progress=progress,
+    index = Retriever.build(read_corpus(corpus), path=out, encoder=encoder, overwrite=True, progress=progress,
                         total=count_lines(corpus) if progress else None)
     return index, how
 

@@ -137,7 +137,7 @@ class Hits:
     strings.
     """
 
-    __slots__ = ("_ids", "_resolve", "scores", "internal_ids")
+    __slots__ = ("_ids", "_resolve", "_fetch", "scores", "internal_ids")
 
     def __init__(
         self,
@@ -145,11 +145,13 @@ class Hits:
         scores: np.ndarray,
         internal_ids: np.ndarray | None = None,
         resolve: Callable[[np.ndarray], list[str]] | None = None,
+        fetch: Callable[[int, Sequence[str] | None], dict[str, Any]] | None = None,
     ) -> None:
         if ids is None and (internal_ids is None or resolve is None):
             raise ValueError("Hits needs ids, or internal ids and a resolver")
         self._ids = ids
         self._resolve = resolve
+        self._fetch = fetch
         self.scores = scores
         self.internal_ids = internal_ids
 
@@ -168,6 +170,15 @@ class Hits:
 
     def __repr__(self) -> str:
         return f"Hits(ids={self.ids[:5]}{'...' if len(self) > 5 else ''}, n={len(self)})"
+
+    def fields(self, i: int, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Stored fields of the ``i``-th hit (``names``: only those, so a title list does not decode texts)."""
+        if self._fetch is None or self.internal_ids is None:
+            raise ValueError("these hits carry no stored fields")
+        return self._fetch(int(self.internal_ids[i]), names)
+
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        return iter(zip(self.ids, self.scores.tolist()))
 
     def as_dict(self) -> dict[str, float]:
         return {d: float(s) for d, s in zip(self.ids, self.scores)}

@@ -201,13 +201,13 @@ def count_vector_lines(path: str | Path) -> int | None:
 def build_from_vectors(path: str | Path, out: str | Path | None = None, query_analyzer: str | Path | None = None,
                        overwrite: bool = False, progress: bool = False):  # type: ignore[no-untyped-def]
     """Index a JsonVectorCollection: dot-product scoring, float32 weights, ``title`` and ``text`` stored."""
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
     from sparsearch.index.config import IndexConfig
 
     encoder = PrecomputedEncoder.for_query_analyzer(query_analyzer)
     config = IndexConfig(quantization="none", stored_fields=("title", "text"))
     total = count_vector_lines(path) if progress else None
-    return Index.build(read_vector_collection(path), path=out, encoder=encoder, config=config, overwrite=overwrite,
+    return Retriever.build(read_vector_collection(path), path=out, encoder=encoder, config=config, overwrite=overwrite,
                        progress=progress, total=total)
 
 
@@ -265,19 +265,12 @@ def query_vector_batch(index: Any, vectors: Sequence[Mapping[str, float]]) -> Sp
 
 def search_vectors(index: Any, vectors: Sequence[Mapping[str, float]], k: int = 10,
                    threads: int | None = None) -> list[Hits]:
-    """Top-``k`` hits of each query vector (``Index.search_batch`` for vectors instead of text)."""
+    """Top-``k`` hits of each query vector (``Retriever.search_batch`` for vectors instead of text)."""
     if not vectors:
         return []
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    k = min(int(k), max(index.n_docs, 1))
-    top = index.inverted.search(query_vector_batch(index, vectors), k, threads=threads)
-    resolve = index.inverted.resolve_ids
-    out = []
-    for q in range(len(top.counts)):
-        internal, scores = top.row(q)
-        out.append(Hits(None, scores, internal, resolve))
-    return out
+    return index.snapshot.hits(query_vector_batch(index, vectors), k, threads=threads)
 
 
 def evaluate_query_vectors(dataset_dir: str | Path, index_dir: str | Path, query_vectors: str | Path,
@@ -287,7 +280,7 @@ def evaluate_query_vectors(dataset_dir: str | Path, index_dir: str | Path, query
     A judged query without a vector retrieves nothing (it counts 0), with a
     warning; vectors of unjudged queries are ignored.
     """
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
     from sparsearch.eval.beir import effective_k
     from sparsearch.eval.datasets import load_beir
     from sparsearch.eval.metrics import evaluate, judgement_warnings
@@ -297,7 +290,7 @@ def evaluate_query_vectors(dataset_dir: str | Path, index_dir: str | Path, query
     dataset = load_beir(dataset_dir, split)
     vectors = read_query_vectors(query_vectors)
     qids = list(dataset.queries)
-    index = Index.open(index_dir)
+    index = Retriever.open(index_dir)
     k = effective_k(k, index.n_docs)
     results = search_vectors(index, [vectors.get(q, {}) for q in qids], k)
     metrics = evaluate(dataset.qrels, ranking_run(qids, results))
@@ -340,8 +333,8 @@ def bm25_impacts(index: Any, seg: Any, rows: SparseBatch, locals_: np.ndarray) -
     from sparsearch.index import kernels
     from sparsearch.retriever.bm25 import bm25_idf
 
-    sc = index.inverted.scoring
-    stats = index.inverted.stats
+    sc = index.snapshot.scoring
+    stats = index.snapshot.stats
     avgdl = stats.avg_length or 1.0
     if sc.length_norm == "exact":
         lengths = np.asarray(seg.doc_lengths, np.float32)[locals_]
@@ -360,8 +353,8 @@ def index_vectors(index: Any) -> Iterator[SegmentVectors]:
     """Every live document's vector, segment by segment, in index order, as the dot-product weights to export."""
     from sparsearch.index.merge import document_rows
 
-    saturate = index.inverted.scoring.transform == "saturate"
-    for seg in index.inverted.segments:
+    saturate = index.snapshot.scoring.transform == "saturate"
+    for seg in index.snapshot.segments:
         if seg.n_docs == 0:
             continue
         rows, locals_ = document_rows(seg)
@@ -417,7 +410,7 @@ def export_index(index: Any, out: str | Path, fmt: str = "anserini", scale: floa
         raise InputError("an OpenSearch export needs a field name")
     out = Path(out)
     tokens = token_strings(index.encoder)
-    summary = ExportSummary(fmt, str(out), bm25_impacts=index.inverted.scoring.transform == "saturate")
+    summary = ExportSummary(fmt, str(out), bm25_impacts=index.snapshot.scoring.transform == "saturate")
     if fmt == "anserini":
         if scale is None:
             top = max((float(part.rows.weights.max()) for part in index_vectors(index) if len(part.rows.weights)),

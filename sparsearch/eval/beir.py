@@ -13,7 +13,7 @@ from typing import Any
 
 import numba
 
-from sparsearch.engine import Index
+from sparsearch.retriever.retriever import Retriever
 from sparsearch.eval.bench import latencies_ms, peak_rss_bytes, throughput
 from sparsearch.eval.datasets import load_beir
 from sparsearch.errors import InputError
@@ -75,9 +75,9 @@ class TimedEncoder:
             yield batch
 
 
-def postings_touched(index: Index, queries: SparseBatch) -> float:
+def postings_touched(index: Retriever, queries: SparseBatch) -> float:
     """Mean over queries of Σ df(t) over the query's terms: the postings an exhaustive search reads."""
-    df = index.inverted.stats.doc_freq
+    df = index.snapshot.stats.doc_freq
     ids = queries.term_ids[queries.term_ids < len(df)]
     return float(df[ids].sum()) / max(len(queries), 1)
 
@@ -132,11 +132,11 @@ def evaluate_beir(
         if index_dir is None:
             timed = TimedEncoder(encoder) if encoder is not None else None
             t = time.perf_counter()
-            Index.build(dataset.corpus(), path=Path(tmp) / "index", encoder=timed, config=index_config,  # type: ignore[arg-type]
+            Retriever.build(dataset.corpus(), path=Path(tmp) / "index", encoder=timed, config=index_config,  # type: ignore[arg-type]
                         progress=progress)
             build_seconds = time.perf_counter() - t
             index_dir = Path(tmp) / "index"
-        index = Index.open(index_dir)
+        index = Retriever.open(index_dir)
         k = effective_k(settings.k, index.n_docs)
         if k < settings.k:
             log.info("k=%d is more than the %d indexed documents: searching with k=%d", settings.k, index.n_docs, k)
@@ -155,7 +155,7 @@ def evaluate_beir(
             "metrics": metrics,
             "build_seconds": build_seconds,
             "index_bytes": directory_bytes(Path(index_dir)),
-            "avg_nonzeros_per_doc": index.inverted.n_postings / max(index.n_docs, 1),
+            "avg_nonzeros_per_doc": index.snapshot.n_postings / max(index.n_docs, 1),
         }
         if build_seconds is not None and timed is not None and timed.seconds > 0:
             report["encode_docs_per_second"] = timed.documents / timed.seconds

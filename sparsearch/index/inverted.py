@@ -24,7 +24,7 @@ from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
 from sparsearch.index.manifest import Manifest
 from sparsearch.index.segment import Segment, open_segment
-from sparsearch.types import CollectionStats, SparseBatch
+from sparsearch.types import CollectionStats, Hits, SparseBatch
 
 _NORM_LENGTHS = small.decode_norm_table()  # equal to kernels.decode_norm_table(), without importing Numba
 _NO_DELETES = np.zeros(0, np.uint8)
@@ -253,6 +253,33 @@ class InvertedIndex:
             kernels.search_many(queries.offsets, queries.term_ids, queries.weights, k, n_blocks,
                                 *common, *floors, seg.n_docs, scores, docs, counts)
         return TopK(scores, docs, counts)
+
+    def hits(self, queries: SparseBatch, k: int, filter: Any = None, threads: int | None = None,
+             where: str = "this index") -> list[Hits]:
+        """Top-``k`` per query row as :class:`Hits` (external ids resolved lazily, stored fields on demand).
+
+        ``k`` is clamped to the collection (asking for more hits than documents
+        is not an error).  ``filter``: a metadata filter (:mod:`sparsearch.filters`),
+        evaluated as bitsets before ranking; scores are the unfiltered ones.
+        """
+        from sparsearch.filters import parse_filter
+        from sparsearch.index import filtering
+
+        parsed = parse_filter(filter)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        top_k = min(int(k), max(self.n_docs, 1))
+        if parsed is None:
+            top = self.search(queries, top_k, threads=threads)
+        elif filtering.matches_nothing(self, parsed, where):
+            return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+        else:
+            top = filtering.search(self, queries, top_k, parsed, threads=threads, where=where)
+        out = []
+        for q in range(len(top.counts)):
+            internal, scores = top.row(q)
+            out.append(Hits(None, scores, internal, self.resolve_ids, self.stored_fields))
+        return out
 
     # ------------------------------------------------------------ documents
 

@@ -382,10 +382,10 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
              response_model_by_alias=True, dependencies=[Depends(reader)])
     def get_document(name: str, doc_id: str) -> schemas.DocumentOut:
         with get_store().use(name) as live:
-            fields = live.get(doc_id)
-        if fields is None:
+            doc = live.document(doc_id)
+        if doc is None:
             raise HTTPException(status_code=404, detail=f"no document {doc_id!r} in collection {name!r}")
-        return schemas.DocumentOut(id=doc_id, **fields)
+        return schemas.DocumentOut(id=doc_id, title=doc.title, text=doc.text, metadata=doc.metadata)
 
     @app.delete("/collections/{name}/documents/{doc_id:document_id}", response_model=schemas.DeleteResult,
                 dependencies=[Depends(writer)])
@@ -405,9 +405,11 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
         if body.k > settings.max_k:
             raise HTTPException(status_code=422, detail=f"k={body.k} exceeds max_k={settings.max_k}")
         with get_store().use(name) as live:
-            hits = live.search(body.query, body.k, body.filter, body.fields)
+            hits = live.search(body.query, body.k, body.filter)
+        wanted = sorted(set(body.fields))  # decode only the fields asked for: a title list skips the texts
         out = []
-        for doc_id, score, stored in hits:
+        for i, (doc_id, score) in enumerate(hits):
+            stored = hits.fields(i, wanted)
             hit: dict[str, Any] = {"_id": doc_id, "score": score}
             for f in body.fields:
                 hit[f] = stored.get(f, {} if f == "metadata" else "")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparsearch.errors import SparsearchError
-from sparsearch.live import LiveSettings
+from sparsearch.index.writer import LiveSettings
 
 
 class ConfigurationError(SparsearchError, ValueError):

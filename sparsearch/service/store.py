@@ -1,4 +1,4 @@
-"""Named collections under one data directory, each a :class:`~sparsearch.live.LiveIndex`.
+"""Named collections under one data directory, each a live :class:`~sparsearch.retriever.retriever.Retriever`.
 
 Collection names are matched in full against a strict pattern before any path
 is built from them, so no name can reach outside ``data_dir/collections``.
@@ -51,8 +51,8 @@ from typing import Any, Iterator
 from sparsearch.errors import IndexLockedError, SparsearchError, StorageError, TooManyOpenFilesError
 from sparsearch.index.manifest import Manifest
 from sparsearch.index.storage import fsync_path, write_json_atomic
-from sparsearch.live import INDEX_DIR, LiveIndex, LiveSettings
-from sparsearch.retriever.bm25 import BM25Config, BM25Encoder
+from sparsearch.index.writer import LiveSettings
+from sparsearch.retriever.retriever import INDEX_DIR, Retriever
 from sparsearch.service.models import ModelCatalog, ModelChanged, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class _Entry:
     name: str
     path: Path
     spec: dict[str, Any] | None = None
-    live: LiveIndex | None = None
+    live: Retriever | None = None
     users: int = 0
     error: str | None = None
     failed_at: float = 0.0
@@ -310,7 +310,7 @@ class CollectionStore:
     # ------------------------------------------------------------ using a collection
 
     @contextmanager
-    def use(self, name: str) -> Iterator[LiveIndex]:
+    def use(self, name: str) -> Iterator[Retriever]:
         """The collection's live index, opened if needed and kept open while the block runs.
 
         An error inside the block for a collection that was dropped meanwhile
@@ -330,7 +330,7 @@ class CollectionStore:
         finally:
             self._release(entry)
 
-    def _acquire(self, name: str) -> tuple[_Entry, LiveIndex]:
+    def _acquire(self, name: str) -> tuple[_Entry, Retriever]:
         check_name(name)
         with self._guard:
             if self._closed:
@@ -381,13 +381,13 @@ class CollectionStore:
         with self._guard:
             self._open[entry.name] = entry
 
-    def _open_live(self, entry: _Entry) -> LiveIndex:
+    def _open_live(self, entry: _Entry) -> Retriever:
         try:
             if entry.spec is None:
                 entry.spec = self._read_spec(entry.path)
             self._check_model(entry.spec)
             with self._models_for(entry.spec):  # the encoder, built from the manifest, takes the shared model
-                live = LiveIndex(entry.path, self.live)
+                live = Retriever.open_live(entry.path, self.live)
         except (IndexLockedError, TooManyOpenFilesError):
             raise  # another process holds the index, or a limit: not a property of the collection
         except (SparsearchError, OSError) as e:
@@ -492,7 +492,7 @@ class CollectionStore:
             building = self.root / f".creating-{name}-{secrets.token_hex(8)}"
             try:
                 with self._models_for(spec):
-                    LiveIndex.create(building, self._new_encoder(encoder, info, params), settings=self.live).close()
+                    Retriever.create_live(building, self._new_encoder(encoder, info, params), settings=self.live).close()
                 write_json_atomic(building / SPEC_NAME, spec)
                 os.rename(building, final)
                 fsync_path(self.root)

@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 
 def sparse_score_matrix(encoder: SparseEncoder, documents: Sequence[Document], queries: Sequence[str]) -> np.ndarray:
     """``[len(queries), len(documents)]`` scores of an exhaustive search with ``encoder``."""
-    from sparsearch.engine import Index
+    from sparsearch.retriever.retriever import Retriever
 
     from sparsearch.index.config import IndexConfig
 
-    index = Index.build(documents, encoder=encoder, config=IndexConfig(quantization="none", stored_fields=()))
+    index = Retriever.build(documents, encoder=encoder, config=IndexConfig(quantization="none", stored_fields=()))
     column = {d.doc_id: i for i, d in enumerate(documents)}
     out = np.zeros((len(queries), len(documents)), np.float32)
     for qi, hits in enumerate(index.search_batch(list(queries), k=len(documents))):

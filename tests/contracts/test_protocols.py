@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sparsearch import BM25Config, BM25Encoder, Document, Index
-from sparsearch.protocols import SparseEncoder, SparseIndex
+from sparsearch.protocols import Index as IndexProtocol
+from sparsearch.protocols import IndexSnapshot, SparseEncoder
 from sparsearch.retriever.registry import encoder_class
 from sparsearch.types import SparseBatch
 
@@ -77,9 +78,9 @@ def test_encoder_contract(encoder: SparseEncoder, tmp_path: Path) -> None:
 
 def test_index_contract(encoder: SparseEncoder, tmp_path: Path) -> None:
     index = Index.build(DOCS, path=tmp_path / "idx", encoder=encoder)
-    for inverted in (index.inverted, Index.open(tmp_path / "idx").inverted):
-        assert isinstance(inverted, SparseIndex)
-        assert inverted.n_docs == 2 and inverted.stats.n_docs == 2
+    for retriever in (index, Index.open(tmp_path / "idx")):
+        assert isinstance(retriever.writer, IndexProtocol) and isinstance(retriever.snapshot, IndexSnapshot)
+        assert retriever.snapshot.n_docs == 2 and retriever.snapshot.stats.n_docs == 2
     # The best hit is the document with the largest score under the encoder's own vectors.
     if encoder.scoring.transform == "linear":
         q = encoder.encode_queries(["retrieval"], index.inverted.stats)

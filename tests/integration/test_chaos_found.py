@@ -28,13 +28,14 @@ import pytest
 from sparsearch import BM25Encoder, Document
 from sparsearch.errors import StorageError
 from sparsearch.index.storage import FaultInjector, FaultRule, inject_faults
-from sparsearch.live import INDEX_DIR, WAL_NAME, LiveIndex, LiveSettings
+from sparsearch.index.writer import LiveSettings
+from sparsearch.retriever.retriever import INDEX_DIR, WAL_NAME, Retriever
 
 SETTINGS = LiveSettings(flush_docs=1000, flush_seconds=3600)
 
 
-def fresh(tmp_path: Path) -> LiveIndex:
-    live = LiveIndex.create(tmp_path / "c", BM25Encoder(), settings=SETTINGS)
+def fresh(tmp_path: Path) -> Retriever:
+    live = Retriever.create_live(tmp_path / "c", BM25Encoder(), settings=SETTINGS)
     live.upsert([Document("a", "", "acknowledged text")])
     return live
 
@@ -58,14 +59,14 @@ def test_acknowledged_write_after_a_failed_log_reset_survives_restart(tmp_path: 
             FaultRule(op="truncate", errno=errno.EIO, path_contains=WAL_NAME))
     with inject_faults(fail(*torn, seed=3)), pytest.raises(StorageError):
         live.upsert([Document("refused", "", "never acknowledged")])
-    assert (tmp_path / "c" / WAL_NAME).stat().st_size > live.log_bytes()  # a torn prefix stayed behind
+    assert (tmp_path / "c" / WAL_NAME).stat().st_size > live.writer.log_bytes()  # a torn prefix stayed behind
     with inject_faults(fail(FaultRule(op="truncate", errno=errno.EIO, path_contains=WAL_NAME))):
         live.flush()  # the segment commit succeeds; emptying the log does not (logged, not raised)
     live.upsert([Document("b", "", "acknowledged after the repair")])  # returns: durable
     live.close(flush=False)  # kill -9
-    again = LiveIndex(tmp_path / "c", SETTINGS)
+    again = Retriever.open_live(tmp_path / "c", SETTINGS)
     try:
-        assert again.get("b") == {"title": "", "text": "acknowledged after the repair", "metadata": {}}
+        assert again.document("b") == Document("b", "", "acknowledged after the repair", {})
     finally:
         again.close()
 
@@ -85,7 +86,7 @@ def test_restart_after_a_failed_log_reset_and_two_more_writes(tmp_path: Path) ->
     live.upsert([Document("b", "", "one")])
     live.upsert([Document("c", "", "two")])
     live.close(flush=False)  # kill -9
-    again = LiveIndex(tmp_path / "c", SETTINGS)
+    again = Retriever.open_live(tmp_path / "c", SETTINGS)
     try:
         assert again.get("b") is not None and again.get("c") is not None
     finally:

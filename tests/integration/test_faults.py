@@ -17,8 +17,9 @@ from sparsearch import BM25Encoder, Document, Index
 from sparsearch.errors import IndexFormatError, IndexLockedError, StorageError, StorageFullError
 from sparsearch.index.merge import MergePolicy
 from sparsearch.index.storage import FaultInjector, FaultRule, inject_faults
-from sparsearch.live import INDEX_DIR, WAL_NAME, LiveIndex, LiveSettings
-from sparsearch.wal import encode_record
+from sparsearch.index.writer import LiveSettings
+from sparsearch.retriever.retriever import INDEX_DIR, WAL_NAME, Retriever
+from sparsearch.index.wal import encode_record
 
 QUIET = LiveSettings(flush_docs=10_000, flush_seconds=3600)
 
@@ -27,18 +28,18 @@ def doc(i: int, text: str = "") -> Document:
     return Document(f"d{i}", f"title {i}", text or f"shared words item{i} group{i % 3}", {"n": i})
 
 
-def fresh(tmp_path: Path, settings: LiveSettings = QUIET) -> LiveIndex:
-    return LiveIndex.create(tmp_path / "c", BM25Encoder(), settings=settings)
+def fresh(tmp_path: Path, settings: LiveSettings = QUIET) -> Retriever:
+    return Retriever.create_live(tmp_path / "c", BM25Encoder(), settings=settings)
 
 
-def assert_same_as_fresh_build(live: LiveIndex, docs: list[Document]) -> None:
+def assert_same_as_fresh_build(live: Retriever, docs: list[Document]) -> None:
     """Every live document is there with its content, nothing else, and scores equal a fresh build."""
     assert live.n_docs == len(docs)
     for d in docs:
-        assert live.get(d.doc_id) == {"title": d.title, "text": d.text, "metadata": d.metadata}
+        assert live.document(d.doc_id) == Document(d.doc_id, d.title, d.text, d.metadata)
     if docs:
         want = Index.build(docs).search("shared words item3", 50).as_dict()
-        got = {i: s for i, s, _ in live.search("shared words item3", 50)}
+        got = {i: s for i, s in live.search("shared words item3", 50)}
         assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-5 for k in got)
 
 
@@ -55,7 +56,7 @@ def test_a_full_disk_during_a_log_append_applies_nothing_and_cuts_the_partial_re
     assert live.get("d3") is None and live.n_docs == 2  # no ghost write
     live.upsert([doc(4)])  # space is back: writes succeed without a restart
     live.close(flush=False)
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert_same_as_fresh_build(again, [doc(1), doc(2), doc(4)])
     again.close()
 
@@ -73,7 +74,7 @@ def test_a_failed_fsync_is_not_acknowledged_and_not_applied(tmp_path: Path, code
             live.delete(["d1"])
     assert live.get("d1") is not None  # the failed delete did not happen either
     live.close(flush=False)
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert_same_as_fresh_build(again, [doc(1)])
     again.close()
 
@@ -91,7 +92,7 @@ def test_a_log_that_cannot_be_cut_back_refuses_writes_until_it_can(tmp_path: Pat
         assert not refused.value.outcome_unknown
         live.upsert([doc(4)])  # the repair succeeds now, then the write
     live.close(flush=False)
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert_same_as_fresh_build(again, [doc(1), doc(4)])
     again.close()
 
@@ -123,7 +124,7 @@ def test_a_failed_flush_keeps_everything_sweeps_its_files_and_is_retried(tmp_pat
     live.flush()  # retried: no FileExistsError from leftovers
     assert (tmp_path / "c" / WAL_NAME).read_bytes() == b""
     live.close()
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert_same_as_fresh_build(again, docs[1:] + [doc(9)])
     again.close()
 
@@ -140,7 +141,7 @@ def test_a_rename_that_happened_before_its_directory_fsync_failed_is_not_applied
         except StorageError:
             pass
         assert faults.injected and (tmp_path / "c" / WAL_NAME).stat().st_size > 0
-        assert live.flush_due(now=time.monotonic() + 2)  # the scheduler retries
+        assert live.writer.flush_due(now=time.monotonic() + 2)  # the scheduler retries
         live.flush()  # still failing: the log is kept
         assert (tmp_path / "c" / WAL_NAME).stat().st_size > 0
     assert_same_as_fresh_build(live, [doc(1), doc(2)])
@@ -149,7 +150,7 @@ def test_a_rename_that_happened_before_its_directory_fsync_failed_is_not_applied
     live.upsert([doc(3)])
     assert_same_as_fresh_build(live, [doc(1), doc(2), doc(3)])
     live.close(flush=False)
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert_same_as_fresh_build(again, [doc(1), doc(2), doc(3)])
     again.close()
 
@@ -180,7 +181,7 @@ def test_a_corrupt_record_in_the_middle_of_the_log_is_an_error_naming_it(tmp_pat
     lines[1] = lines[1].replace(b"item1", b"itemX")  # same length, checksum no longer matches
     wal.write_bytes(b"\n".join(lines))
     with pytest.raises(IndexFormatError, match=rf"{WAL_NAME}:2: corrupt write-ahead log record"):
-        LiveIndex(tmp_path / "c")
+        Retriever.open_live(tmp_path / "c")
 
 
 def test_a_damaged_last_record_was_never_acknowledged_and_is_dropped(tmp_path: Path) -> None:
@@ -190,11 +191,11 @@ def test_a_damaged_last_record_was_never_acknowledged_and_is_dropped(tmp_path: P
     wal = tmp_path / "c" / WAL_NAME
     record = encode_record({"op": "upsert", "docs": [{"_id": "d2", "text": "x"}]})
     wal.write_bytes(wal.read_bytes() + record[:-8] + b"garbage\n")
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert again.get("d2") is None and again.get("d1") is not None
     again.upsert([doc(3)])  # appended after the good records, not after the dropped one
     again.close(flush=False)
-    third = LiveIndex(tmp_path / "c")
+    third = Retriever.open_live(tmp_path / "c")
     assert_same_as_fresh_build(third, [doc(1), doc(3)])
     third.close()
 
@@ -215,10 +216,10 @@ def test_replay_encodes_the_log_once_however_many_records(tmp_path: Path, monkey
         return original(self, docs)
 
     monkeypatch.setattr(BM25Encoder, "encode_documents", counting)
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert calls == [499]  # one pass over the surviving documents
     assert again.n_docs == 499 and again.get("d7") is None
-    assert again.get("d3") == {"title": "", "text": "w1503 shared", "metadata": {}}
+    assert again.document("d3") == Document("d3", "", "w1503 shared", {})
     again.close()
 
 
@@ -249,14 +250,14 @@ def test_concurrent_writers_share_fsyncs_and_all_land(tmp_path: Path) -> None:
         t.join()
     assert not errors and live.n_docs == 120
     live.close(flush=False)
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert again.n_docs == 120
     again.close()
 
 
 def test_live_indexes_share_one_flush_thread(tmp_path: Path) -> None:
     before = threading.active_count()
-    indexes = [LiveIndex.create(tmp_path / f"c{i}", BM25Encoder(), settings=QUIET) for i in range(30)]
+    indexes = [Retriever.create_live(tmp_path / f"c{i}", BM25Encoder(), settings=QUIET) for i in range(30)]
     assert threading.active_count() - before <= 3  # not one thread per index
     for live in indexes:
         live.close()
@@ -270,8 +271,8 @@ def test_the_cli_cannot_write_into_an_index_a_live_index_holds(tmp_path: Path) -
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from sparsearch.live import LiveIndex
-            live = LiveIndex({str(tmp_path / 'c')!r})
+            from sparsearch.retriever.retriever import Retriever
+            live = Retriever.open_live({str(tmp_path / 'c')!r})
             print("ready", flush=True)
             sys.stdin.read()
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -289,7 +290,7 @@ def test_the_cli_cannot_write_into_an_index_a_live_index_holds(tmp_path: Path) -
             index.commit()
     finally:
         holder.communicate("")
-    again = LiveIndex(tmp_path / "c")  # released at the holder's exit
+    again = Retriever.open_live(tmp_path / "c")  # released at the holder's exit
     assert_same_as_fresh_build(again, [doc(1)])
     again.close()
 
@@ -318,6 +319,6 @@ def test_input_the_segment_refuses_never_reaches_the_log(tmp_path: Path) -> None
         live.upsert([Document("nan", "", "text", {"score": float("nan")})])  # JSON cannot hold it
     assert (tmp_path / "c" / WAL_NAME).stat().st_size == size
     live.close(flush=False)
-    again = LiveIndex(tmp_path / "c")
+    again = Retriever.open_live(tmp_path / "c")
     assert_same_as_fresh_build(again, [doc(1)])
     again.close()

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 from sparsearch import BM25Encoder, Document, Index
 from sparsearch.errors import StorageError
-from sparsearch.flush_scheduler import scheduler
+from sparsearch.index.flush_scheduler import scheduler
 from sparsearch.index.merge import MergePolicy
 from sparsearch.index.storage import FaultInjector, inject_faults
-from sparsearch.live import LiveIndex, LiveSettings
+from sparsearch.index.writer import LiveSettings
+from sparsearch.retriever.retriever import Retriever
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
 SETTINGS = LiveSettings(flush_docs=4, flush_seconds=3600, flush_bytes=1500, merge=MergePolicy(merge_factor=2))
@@ -36,23 +37,23 @@ operations = st.lists(st.one_of(
 ), min_size=1, max_size=20)
 
 
-def crash(live: LiveIndex) -> None:
+def crash(live: Retriever) -> None:
     """What ``kill -9`` leaves: no flush, no close; file descriptors and the lock simply go away."""
     if live.closed:
         return
-    scheduler().unregister(live)
-    live._wal.close()
-    live._held.close()
-    live._closed = True
+    scheduler().unregister(live.writer)
+    live.writer._log.close()
+    live.writer._held.close()
+    live.writer._closed = True
 
 
-def check(live: LiveIndex, model: dict[str, Document]) -> None:
+def check(live: Retriever, model: dict[str, Document]) -> None:
     assert live.n_docs == len(model)
     for doc_id, d in model.items():
-        assert live.get(doc_id) == {"title": d.title, "text": d.text, "metadata": d.metadata}
+        assert live.document(doc_id) == Document(doc_id, d.title, d.text, d.metadata)
     if model:
         want = Index.build(list(model.values())).search("alpha gamma epsilon", 20).as_dict()
-        got = {i: s for i, s, _ in live.search("alpha gamma epsilon", 20)}
+        got = {i: s for i, s in live.search("alpha gamma epsilon", 20)}
         assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-5 for k in got)
 
 
@@ -62,7 +63,7 @@ def test_random_operations_faults_and_crashes_keep_exactly_the_acknowledged_writ
         ops: list[tuple[str, object]], rate: float, seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "c"
-        live = LiveIndex.create(path, BM25Encoder(), settings=SETTINGS)
+        live = Retriever.create_live(path, BM25Encoder(), settings=SETTINGS)
         model: dict[str, Document] = {}
         # A double fault (a write failed and the log could not be cut back) has an unknown
         # outcome until the log is repaired; a crash before that may replay that one write.
@@ -81,12 +82,12 @@ def test_random_operations_faults_and_crashes_keep_exactly_the_acknowledged_writ
                         # Refused with its cause and (checked below) without effect, unless unknown.
                         if e.outcome_unknown:
                             unknown = expected(op, arg, model)
-                    if live._wal.broken is None:
+                    if live.writer._log.broken is None:
                         unknown = None  # the log was repaired: an unknown record was cut off
                 check(live, model)
             live, model = reopen(live, path, model, unknown)
             live.close()
-            live = LiveIndex(path, SETTINGS)
+            live = Retriever.open_live(path, SETTINGS)
             check(live, model)
         finally:
             crash(live)
@@ -104,7 +105,7 @@ def expected(op: str, arg: object, model: dict[str, Document]) -> dict[str, Docu
     return after
 
 
-def apply(live: LiveIndex, op: str, arg: object, model: dict[str, Document]) -> dict[str, Document]:
+def apply(live: Retriever, op: str, arg: object, model: dict[str, Document]) -> dict[str, Document]:
     """Run one operation; returns the model after it (only reached when it succeeded)."""
     if op == "upsert":
         live.upsert([Document(i, "", t, {"t": t}) for i, t in arg])  # type: ignore[attr-defined]
@@ -116,12 +117,12 @@ def apply(live: LiveIndex, op: str, arg: object, model: dict[str, Document]) -> 
     return expected(op, arg, model)
 
 
-def reopen(live: LiveIndex, path: Path, model: dict[str, Document],
-           unknown: dict[str, Document] | None) -> tuple[LiveIndex, dict[str, Document]]:
+def reopen(live: Retriever, path: Path, model: dict[str, Document],
+           unknown: dict[str, Document] | None) -> tuple[Retriever, dict[str, Document]]:
     crash(live)
-    live = LiveIndex(path, SETTINGS)
+    live = Retriever.open_live(path, SETTINGS)
     if unknown is not None and live.n_docs == len(unknown) and all(
-            live.get(i) == {"title": d.title, "text": d.text, "metadata": d.metadata} for i, d in unknown.items()):
+            live.document(i) == Document(i, d.title, d.text, d.metadata) for i, d in unknown.items()):
         model = unknown  # the write of unknown outcome was replayed
     check(live, model)
     return live, model

@@ -14,7 +14,8 @@ from sparsearch.cli import app
 from sparsearch.filters import FilterError
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.merge import MergePolicy
-from sparsearch.live import LiveIndex, LiveSettings
+from sparsearch.index.writer import LiveSettings
+from sparsearch.retriever.retriever import Retriever
 
 DOCS = [Document(f"d{i}", f"title {i}", f"coffee tea {'milk ' * (i % 3)}sugar{i % 4}",
                  {"lang": ["en", "fr"][i % 2], "year": 2000 + i, "tags": [f"t{i % 3}"], "oa": i % 4 == 0})
@@ -35,7 +36,7 @@ def reference(docs: list[Document], flt: dict, query: str, k: int) -> list[tuple
 
 def test_live_index_filters_buffer_and_segments(tmp_path: Path) -> None:
     settings = LiveSettings(flush_docs=8, flush_seconds=3600, merge=MergePolicy(merge_factor=3))
-    live = LiveIndex.create(tmp_path / "c", BM25Encoder(), settings=settings)
+    live = Retriever.create_live(tmp_path / "c", BM25Encoder(), settings=settings)
     for i in range(0, 24, 5):
         live.upsert(DOCS[i:i + 5])  # flushes now and then: on-disk segments plus buffer parts
     live.delete(["d7"])
@@ -44,11 +45,11 @@ def test_live_index_filters_buffer_and_segments(tmp_path: Path) -> None:
         Document("d9", "title 9", "coffee replaced", {"lang": "fr", "year": 1999, "tags": [], "oa": False})]
     assert live.n_segments > 1
     for flt in FILTERS:
-        hits = live.search("coffee milk sugar1", 6, filter=flt, fields=["metadata"])
+        hits = live.search("coffee milk sugar1", 6, filter=flt)
         want = reference(docs, flt, "coffee milk sugar1", 6)
-        assert [h[0] for h in hits] == [w[0] for w in want]
+        assert hits.ids == [w[0] for w in want]
         assert all(abs(h[1] - w[1]) < 1e-5 for h, w in zip(hits, want))
-        assert all(set(h[2]) <= {"metadata"} for h in hits)
+        assert all(set(hits.fields(i, ["metadata"])) <= {"metadata"} for i in range(len(hits)))
     with pytest.raises(FilterError, match="filter field 'year': 'in' takes a list"):
         live.search("coffee", 3, filter={"field": "year", "in": 2001})
     with pytest.raises(FilterError, match="no document in this collection has this field"):
@@ -57,8 +58,8 @@ def test_live_index_filters_buffer_and_segments(tmp_path: Path) -> None:
 
 
 def test_empty_collection_accepts_any_filter(tmp_path: Path) -> None:
-    live = LiveIndex.create(tmp_path / "c", BM25Encoder())
-    assert live.search("coffee", 3, filter={"field": "color", "eq": "red"}) == []
+    live = Retriever.create_live(tmp_path / "c", BM25Encoder())
+    assert len(live.search("coffee", 3, filter={"field": "color", "eq": "red"})) == 0
     live.close()
 
 

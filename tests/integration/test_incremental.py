@@ -101,7 +101,7 @@ def test_upsert_replaces_and_get_returns_stored_fields(tmp_path: Path) -> None:
     assert index.search("alpha", 5).ids == []
     assert index.search("gamma", 5).ids == ["a"]
     assert index.get("a") == {"title": "New"} and index.get("zzz") is None
-    assert index.delete(["b", "nope"]) == 1
+    assert index.delete(["b", "nope"]) == ["b"]
     index.commit()
     reopened = Index.open(tmp_path / "i")
     assert reopened.n_docs == 1 and reopened.search("beta", 5).ids == []

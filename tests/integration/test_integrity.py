@@ -306,7 +306,7 @@ def test_odd_ids_round_trip_through_disk_delete_and_merge(tmp_path: Path) -> Non
     index = Index.open(path)
     assert sorted(index.search("protein", 100).ids) == sorted(ODD_IDS)  # "z\0" and "z": two hits, two names
     assert index.get("z\x00") is not None and index.get("z") is not None
-    assert index.delete(["z\x00"]) == 1
+    assert index.delete(["z\x00"]) == ["z\x00"]
     index.commit()
     added = ["new\x00", "new", "new\n", "😀", "n4", "n5"]  # six live documents: the same merge tier as the first segment
     index.add([Document(doc_id, "", "protein cell") for doc_id in added])
@@ -389,7 +389,7 @@ def test_running_out_of_descriptors_is_reported_as_a_limit(healthy: Path) -> Non
     r = run_python("""
         import errno, json, os, resource, sys
         from pathlib import Path
-        from sparsearch.engine import Index
+        from sparsearch import Index
         from sparsearch.errors import IndexFormatError, TooManyOpenFilesError
         from sparsearch.index.manifest import Manifest
         from sparsearch.index.segment import open_segment

@@ -53,7 +53,7 @@ def test_quickstart_shows_bm25_and_the_learned_model_without_compiling(tmp_path:
     assert "NUMBA NOT IMPORTED" in out  # nothing compiled, Numba not even imported: a cold run is a warm run
     assert not (tmp_path / "numba-cache").exists()
     # The learned index is an ordinary inference-free index: it opens and searches like one the model built.
-    from sparsearch.engine import Index
+    from sparsearch import Index
 
     learned = Index.open(learned_index_dir(tmp_path / "quickstart-index"))
     assert learned.info()["encoder"]["name"] == "inference-free"

@@ -63,7 +63,7 @@ def test_eval_inference_free_report(inference_free_mlm: Path, eval_slice: Path, 
 
 def test_index_doc_threshold_prunes_postings(inference_free_mlm: Path, eval_slice: Path, tmp_path: Path) -> None:
     """``index --doc-threshold t`` keeps exactly the document weights above t (static pruning at build time)."""
-    from sparsearch.engine import Index
+    from sparsearch import Index
 
     docs = list(read_corpus(eval_slice))
     vectors = plain_splade(inference_free_mlm, [d.contents for d in docs], max_length=128)

@@ -160,7 +160,7 @@ def test_texts_without_tokens_give_empty_rows(tiny_mlm: Path) -> None:
 
     The engine's contract: empty text is an empty document, an empty query has no hits.
     """
-    from sparsearch.engine import Index
+    from sparsearch import Index
 
     model = SpladeModel(tiny_mlm, device="cpu")
     assert model.token_ids(["", "   "], 16) == [[], []]

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparsearch.cli import app
-from sparsearch.engine import Index
+from sparsearch import Index
 from sparsearch.retriever import resolve
 from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
 from sparsearch.retriever.resolve import ModelNotFoundError, resolve_model

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparsearch.corpus import read_corpus
-from sparsearch.engine import Index
+from sparsearch import Index
 from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
 from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
 
@@ -110,7 +110,7 @@ def test_searching_an_inference_free_index_imports_no_torch(inference_free_mlm: 
     encoder = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(inference_free_mlm), max_length=DOC_MAX_LENGTH,
                                                        device="cpu"))
     Index.build(corpus[:20], path=tmp_path / "idx", encoder=encoder)
-    code = ("import sys; from sparsearch.engine import Index; "
+    code = ("import sys; from sparsearch import Index; "
             f"hits = Index.open({str(tmp_path / 'idx')!r}).search('cells and proteins', 5); "
             "print(len(hits.ids), 'torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sparsearch.corpus import read_corpus
-from sparsearch.engine import Index
+from sparsearch import Index
 from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
 from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
 from sparsearch.vectors_io import build_from_vectors, export_index, search_vectors, token_strings

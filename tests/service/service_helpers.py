@@ -23,7 +23,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from sparsearch.live import LiveSettings
+from sparsearch.index.writer import LiveSettings
 from sparsearch.service.app import create_app
 from sparsearch.service.settings import ServiceSettings
 

@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from sparsearch.live import LiveSettings
+from sparsearch.index.writer import LiveSettings
 from sparsearch.service.app import create_app
 from sparsearch.service.settings import ServiceSettings
 from sparsearch.service.store import CollectionStore, DataDirLocked

@@ -145,7 +145,7 @@ def test_hostile_ids_over_the_wire(tmp_path: Path) -> None:
 
 def storage_keeps_trailing_nul() -> bool:
     """Whether the index stores ids variable-length (issue 14 item 7): one document ``"z\\0"``, built and reopened."""
-    from sparsearch.engine import Index
+    from sparsearch import Index
     from sparsearch.retriever.bm25 import BM25Encoder
     from sparsearch.types import Document
 

@@ -24,8 +24,8 @@ pytest.importorskip("transformers")
 from learned.conftest import make_tiny_mlm, slice_corpus  # noqa: E402  (tests/ is on sys.path: its conftest)
 from service_helpers import AUTH, KEY, app_client, running_server, spawn_serve  # noqa: E402
 
-from sparsearch.engine import Index  # noqa: E402
-from sparsearch.live import LiveSettings  # noqa: E402
+from sparsearch import Index  # noqa: E402
+from sparsearch.index.writer import LiveSettings  # noqa: E402
 from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder  # noqa: E402
 from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder  # noqa: E402
 from sparsearch.service.app import create_app  # noqa: E402
@@ -175,7 +175,7 @@ def test_restart_reloads_the_model_by_name(tmp_path: Path, models_dir: Path, tex
             assert r.status_code == 200, r.text
             store = c.app.state.store  # type: ignore[attr-defined]
             with store.use("papers") as live:
-                assert Path(live.index.encoder.doc_model.model_dir) == (second / IF_MODEL).resolve()
+                assert Path(live.encoder.doc_model.model_dir) == (second / IF_MODEL).resolve()
 
 
 def test_a_changed_or_missing_model_makes_the_collection_unavailable(tmp_path: Path, models_dir: Path,
@@ -264,21 +264,21 @@ def test_two_collections_on_one_model_share_one_model_object(tmp_path: Path, mod
                           headers=AUTH).status_code == 200
         store = c.app.state.store  # type: ignore[attr-defined]
         with store.use("a") as a, store.use("b") as b, store.use("c") as s:
-            assert a.index.encoder is not b.index.encoder
-            assert a.index.encoder.doc_model is b.index.encoder.doc_model is s.index.encoder.model
+            assert a.encoder is not b.encoder
+            assert a.encoder.doc_model is b.encoder.doc_model is s.encoder.model
         # One model, each collection's own settings: the higher threshold keeps fewer postings.
         postings = {}
         for name in ("a", "b"):
             with store.use(name) as live:
-                postings[name] = live._snapshot.inverted.n_postings
+                postings[name] = live.snapshot.n_postings
         assert postings["b"] < postings["a"]
         # Closed and reopened (idle eviction), a collection finds the same copy while another holds it.
         with store.use("a") as a:
-            model = a.index.encoder.doc_model
+            model = a.encoder.doc_model
             store.close_idle()
             with store.use("b") as b:
                 c.post("/collections/b/documents", json={"documents": documents(texts, 20, 22)}, headers=AUTH)
-                assert b.index.encoder.doc_model is model
+                assert b.encoder.doc_model is model
 
 
 def test_a_large_upsert_blocks_neither_searches_nor_other_collections(tmp_path: Path, models_dir: Path,
@@ -292,7 +292,7 @@ def test_a_large_upsert_blocks_neither_searches_nor_other_collections(tmp_path: 
         c.post("/collections/slow/documents", json={"documents": documents(texts, 0, 10)}).raise_for_status()
         c.post("/collections/other/documents", json={"documents": documents(texts, 0, 50)}).raise_for_status()
         with app.state.store.use("slow") as live:
-            model = live.index.encoder.doc_model
+            model = live.encoder.doc_model
         entered, release = threading.Event(), threading.Event()
         real_encode = model.encode
 

@@ -6,7 +6,7 @@ and a descriptor per mapped segment file), and with ``ulimit -n 1024``
 start-up failed with "unreadable segment file ([Errno 24]...)", which reads
 as corruption.  Now collections are opened on first use and idle ones closed
 beyond a count and a share of the descriptor limit, flushes run on one shared
-pool (``sparsearch.flush_scheduler``), and EMFILE is reported as a limit.
+pool (``sparsearch.index.flush_scheduler``), and EMFILE is reported as a limit.
 
 The server runs as ``sparsearch serve`` in a subprocess under a lowered
 ``RLIMIT_NOFILE``; its threads and descriptors are sampled from ``/proc``
@@ -28,7 +28,7 @@ import pytest
 
 from service_helpers import AUTH, app_client, spawn_serve
 from sparsearch.errors import IndexFormatError
-from sparsearch.live import LiveIndex
+from sparsearch.retriever.retriever import Retriever
 from sparsearch.service.store import CollectionStore
 
 MAX_THREADS = 64
@@ -125,7 +125,7 @@ def test_running_out_of_file_descriptors_is_reported_as_such(tmp_path: Path,
         store.close_idle()
         assert store.open_count() == 0
         with monkeypatch.context() as m:
-            m.setattr(LiveIndex, "__init__", emfile)
+            m.setattr(Retriever, "open_live", classmethod(emfile))
             r = c.post("/collections/docs/search", json={"query": "x"})
             assert r.status_code == 503, r.text
             assert "too many open files" in r.json()["detail"] and "not corruption" in r.json()["detail"]

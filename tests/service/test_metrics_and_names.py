@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from service_helpers import AUTH, app_client
-from sparsearch.live import LiveIndex
+from sparsearch.retriever.retriever import Retriever
 from sparsearch.service.metrics import Metrics, escape_label
 from sparsearch.service.store import CollectionNameError, check_name
 
@@ -43,7 +43,7 @@ def test_unhandled_errors_and_refusals_are_counted(tmp_path: Path, monkeypatch: 
         def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             raise RuntimeError("a bug")
 
-        monkeypatch.setattr(LiveIndex, "search", broken)
+        monkeypatch.setattr(Retriever, "search", broken)
         assert c.post("/collections/docs/search", json={"query": "x"}).status_code == 500
         assert c.post("/collections/docs/search", json={"query": "x"}).status_code == 500
         monkeypatch.undo()

@@ -31,7 +31,7 @@ from sparsearch.errors import (
     StorageFullError,
     TooManyOpenFilesError,
 )
-from sparsearch.live import LiveIndex
+from sparsearch.retriever.retriever import Retriever
 from sparsearch.service.app import create_app, status_for
 from sparsearch.service.settings import ConfigurationError, ServiceSettings
 from sparsearch.service.store import CollectionStore, CollectionUnavailable
@@ -175,7 +175,7 @@ def test_a_second_real_server_and_a_stalled_body_on_the_real_server(tmp_path: Pa
 
 def test_an_upsert_racing_a_collection_delete_gets_404(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entered, proceed = threading.Event(), threading.Event()
-    real_upsert = LiveIndex.upsert
+    real_upsert = Retriever.upsert
 
     def paused_upsert(self, documents):  # type: ignore[no-untyped-def]
         entered.set()
@@ -184,7 +184,7 @@ def test_an_upsert_racing_a_collection_delete_gets_404(tmp_path: Path, monkeypat
 
     with app_client(tmp_path, raise_server_exceptions=False) as c:
         c.put("/collections/docs", json={}, headers=AUTH)
-        monkeypatch.setattr(LiveIndex, "upsert", paused_upsert)
+        monkeypatch.setattr(Retriever, "upsert", paused_upsert)
         answer: list[object] = []
         writer = threading.Thread(target=lambda: answer.append(
             c.post("/collections/docs/documents", json={"documents": [DOC]}, headers=AUTH)))
@@ -241,6 +241,6 @@ def test_errors_map_to_status_codes_naming_the_cause(tmp_path: Path, monkeypatch
 
     with app_client(tmp_path, raise_server_exceptions=False) as c:
         c.put("/collections/docs", json={}, headers=AUTH)
-        monkeypatch.setattr(LiveIndex, "upsert", failing)
+        monkeypatch.setattr(Retriever, "upsert", failing)
         r = c.post("/collections/docs/documents", json={"documents": [DOC]}, headers=AUTH)
         assert r.status_code == status and words in r.json()["detail"], r.text

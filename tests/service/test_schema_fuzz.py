@@ -11,7 +11,7 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from sparsearch.live import LiveSettings
+from sparsearch.index.writer import LiveSettings
 from sparsearch.service.app import create_app
 from sparsearch.service.settings import ServiceSettings
 

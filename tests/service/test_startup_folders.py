@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from service_helpers import AUTH, app_client
-from sparsearch.live import LiveIndex
+from sparsearch.retriever.retriever import Retriever
 
 FOREIGN = ["My Stuff", "notes", "UPPER", ".hidden", "x" * 70, ".creating-notes", ".creating-a-123"]
 
@@ -57,7 +57,7 @@ def test_unknown_folders_are_logged_and_left_alone(tmp_path: Path, caplog: pytes
 
 def test_a_failed_creation_leaves_nothing_and_no_half_collection(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    real_create = LiveIndex.create.__func__  # type: ignore[attr-defined]
+    real_create = Retriever.create_live.__func__  # type: ignore[attr-defined]
 
     def failing(cls, path, *args, **kwargs):  # type: ignore[no-untyped-def]
         live = real_create(cls, path, *args, **kwargs)
@@ -65,7 +65,7 @@ def test_a_failed_creation_leaves_nothing_and_no_half_collection(tmp_path: Path,
         raise OSError(5, "Input/output error", str(path))
 
     with app_client(tmp_path, raise_server_exceptions=False) as c:
-        monkeypatch.setattr(LiveIndex, "create", classmethod(failing))
+        monkeypatch.setattr(Retriever, "create_live", classmethod(failing))
         r = c.put("/collections/docs", json={}, headers=AUTH)
         assert r.status_code == 503 and "Input/output error" in r.json()["detail"]
         monkeypatch.undo()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service_helpers import AUTH, app_client
-from sparsearch.wal import encode_record
+from sparsearch.index.wal import encode_record
 
 NAMES = ["good", "badspec", "badmanifest", "badlog"]
 

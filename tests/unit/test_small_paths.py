@@ -373,7 +373,7 @@ def test_builds_and_searches_agree_across_paths(numpy_paths, drawn, scoring_name
 
 def test_bm25_ties_and_k_beyond_the_matches(numpy_paths) -> None:  # type: ignore[no-untyped-def]
     """Identical documents tie exactly: lower ids first on both paths; k past the matches gives every match."""
-    from sparsearch.engine import Index
+    from sparsearch import Index
     from sparsearch.types import Document
 
     texts = ["alpha beta", "alpha beta", "gamma", "alpha beta", "beta alpha", "delta alpha"] * 5

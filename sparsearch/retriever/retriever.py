@@ -1,0 +1,331 @@
+"""``Retriever``: an encoder and an index, the object users hold — text in, ranked :class:`Hits` out.
+
+The index below it (:class:`~sparsearch.index.writer.IndexWriter`) sees
+only ids, vectors and stored fields; the encoder that made the vectors is
+recorded in the manifest so that :meth:`Retriever.open` encodes queries the
+same way the documents were encoded.  The same class serves a one-shot
+build, incremental ``add``/``delete``/``commit`` from Python or the CLI, and
+a live collection behind the HTTP service (durable writes visible at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from sparsearch.errors import DuplicateIdError
+from sparsearch.index.config import IndexConfig
+from sparsearch.index.directory import prepare_directory
+from sparsearch.index.inverted import InvertedIndex
+from sparsearch.index.manifest import Manifest
+from sparsearch.index.merge import MergePolicy
+from sparsearch.index.segment import build_segment
+from sparsearch.index.storage import directory_bytes, disk_errors, fsync_path, write_bytes
+from sparsearch.index.writer import IndexWriter, LiveSettings
+from sparsearch.protocols import SparseEncoder, StreamingEncoder
+from sparsearch.retriever.registry import encoder_class
+from sparsearch.types import Document, Hits, SparseBatch
+
+log = logging.getLogger(__name__)
+
+#: A live collection's layout: the index directory and its write-ahead log beside it.
+INDEX_DIR = "index"
+WAL_NAME = "wal.jsonl"
+LIVE_STORED_FIELDS = ("title", "text", "metadata")
+
+
+class EncoderTerms:
+    """The encoder as the index sees it (:class:`~sparsearch.index.generations.TermSpace`): opaque state."""
+
+    def __init__(self, encoder: SparseEncoder) -> None:
+        self.encoder = encoder
+
+    @property
+    def n_terms(self) -> int:
+        return self.encoder.n_terms
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {"name": self.encoder.name, "config": self.encoder.config()}
+
+    def state_files(self) -> dict[str, bytes]:
+        return self.encoder.state_files()
+
+
+def stored_fields_of(doc: Document, fields: Sequence[str]) -> dict[str, Any]:
+    """The fields of ``doc`` an index keeps (empty values are not stored)."""
+    out: dict[str, Any] = {}
+    for f in fields:
+        if f == "metadata":
+            if doc.metadata:
+                out[f] = doc.metadata
+            continue
+        value = getattr(doc, f, None) if f in ("title", "text") else doc.metadata.get(f)
+        if value:
+            out[f] = value
+    return out
+
+
+def document_source(doc: Document) -> dict[str, Any]:
+    """What a live index logs of a document: enough to encode it again after a crash."""
+    return {"title": doc.title, "text": doc.text, "metadata": doc.metadata}
+
+
+def document_from_source(doc_id: str, source: dict[str, Any]) -> Document:
+    return Document(doc_id, source.get("title", ""), source.get("text", ""), source.get("metadata") or {})
+
+
+def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def load_encoder(directory: Path, manifest: Manifest) -> SparseEncoder:
+    """Rebuild the encoder an index was built with, from its manifest entry and files."""
+    spec = manifest.encoder
+    files = {kind: directory / name for kind, name in spec.get("files", {}).items()}
+    return encoder_class(spec["name"]).load(spec.get("config", {}), files)
+
+
+class Retriever:
+    """Search a corpus by text.  Build with :meth:`build`, reopen with :meth:`open`, serve with :meth:`open_live`."""
+
+    def __init__(self, encoder: SparseEncoder, writer: IndexWriter) -> None:
+        self.encoder = encoder
+        self.writer = writer
+        self._encode_lock = threading.Lock()  # encoders may grow a vocabulary: one document encoding at a time
+
+    # ------------------------------------------------------------ building and opening
+
+    @classmethod
+    def build(cls, documents: Iterable[Document], path: str | Path | None = None,
+              encoder: SparseEncoder | None = None, config: IndexConfig | None = None, overwrite: bool = False,
+              progress: bool = False, total: int | None = None) -> "Retriever":
+        """Encode and invert ``documents``; with ``path``, commit the index there atomically.
+
+        ``config=None`` picks 8-bit storage for term-frequency encoders (BM25):
+        lossless, since a segment where some term occurs more than 255 times
+        in one document is stored as float32 instead; float32 for the others.
+        """
+        if encoder is None:
+            from sparsearch.retriever.bm25 import BM25Encoder
+
+            encoder = BM25Encoder()
+        if path is not None:
+            prepare_directory(Path(path), overwrite)  # refuse early, before an hour of encoding
+        settings = config or IndexConfig()
+        doc_ids: list[str] = []
+        stored: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        bar = tqdm(total=total, desc="encoding", unit="doc", disable=not progress, mininterval=1.0)
+
+        def checked_chunks() -> Iterator[list[Document]]:
+            for chunk in _chunks(documents, settings.chunk_size):
+                for doc in chunk:
+                    if doc.doc_id in seen:
+                        raise DuplicateIdError(f"duplicate document id {doc.doc_id!r} (document #{len(doc_ids) + 1})")
+                    seen.add(doc.doc_id)
+                    doc_ids.append(doc.doc_id)
+                    stored.append(stored_fields_of(doc, settings.stored_fields))
+                bar.update(len(chunk))
+                yield chunk
+
+        workers = settings.threads or os.cpu_count() or 1
+        if isinstance(encoder, StreamingEncoder):
+            batches = list(encoder.encode_document_stream(checked_chunks(), workers))
+        else:
+            batches = [encoder.encode_documents(chunk) for chunk in checked_chunks()]
+        bar.close()
+        vectors = SparseBatch.concatenate(batches)
+        if config is None:
+            # Term frequencies fit a byte exactly (a segment with larger counts keeps float32).
+            config = IndexConfig(quantization="uint8" if encoder.scoring.transform == "saturate" else "none")
+        log.info("inverting %d documents, %d postings", len(doc_ids), len(vectors.term_ids))
+        segment = build_segment(vectors, doc_ids, stored, encoder.n_terms, config)
+        retriever = cls(encoder, IndexWriter.in_memory([segment], encoder.scoring, config, EncoderTerms(encoder)))
+        if path is not None:
+            retriever.save(path, overwrite=overwrite)
+        return retriever
+
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Commit this index to ``path``: new files under fresh names, then one atomic manifest swap."""
+        self.writer.save(Path(path), overwrite=overwrite)
+
+    @classmethod
+    def open(cls, path: str | Path, mmap: bool = True) -> "Retriever":
+        directory = Path(path)
+        manifest = Manifest.read(directory)
+        encoder = load_encoder(directory, manifest)
+        return cls(encoder, IndexWriter.open(directory, EncoderTerms(encoder), manifest, mmap=mmap))
+
+    @classmethod
+    def create_live(cls, path: str | Path, encoder: SparseEncoder, config: IndexConfig | None = None,
+                    settings: LiveSettings = LiveSettings()) -> "Retriever":
+        """An empty live collection at ``path`` (which must not exist yet): an index and its log."""
+        path = Path(path)
+        with disk_errors(f"creating {path}"):
+            path.mkdir(parents=True)
+            cls.build([], path=path / INDEX_DIR, encoder=encoder,
+                      config=config or IndexConfig(stored_fields=LIVE_STORED_FIELDS))
+            write_bytes(path / WAL_NAME, b"")
+            fsync_path(path)
+        return cls.open_live(path, settings)
+
+    @classmethod
+    def open_live(cls, path: str | Path, settings: LiveSettings = LiveSettings()) -> "Retriever":
+        """A live collection: durable writes visible at once, flushed to segments in the background."""
+        path = Path(path)
+        manifest = Manifest.read(path / INDEX_DIR)
+        encoder = load_encoder(path / INDEX_DIR, manifest)
+        fields = IndexConfig.from_dict(manifest.config).stored_fields
+
+        def reindex(ids: list[str], sources: list[dict[str, Any]]) -> tuple[SparseBatch, list[dict[str, Any]]]:
+            """Encode logged sources again (recovery after a crash), as one batch."""
+            docs = [document_from_source(i, s) for i, s in zip(ids, sources)]
+            return encoder.encode_documents(docs), [stored_fields_of(d, fields) for d in docs]
+
+        writer = IndexWriter.open_live(path / INDEX_DIR, path / WAL_NAME, EncoderTerms(encoder), reindex,
+                                       settings, manifest)
+        return cls(encoder, writer)
+
+    # ------------------------------------------------------------ writes
+
+    def add(self, documents: Iterable[Document]) -> int:
+        """Add or replace documents (upsert); returns how many were given.
+
+        Batch mode: visible to searches at :meth:`commit`, which applies the
+        whole batch at once.  Live mode: durable and visible when this returns.
+        """
+        fields = self.writer.committed.config.stored_fields
+        n = 0
+        for chunk in _chunks(documents, self.writer.committed.config.chunk_size):
+            with self._encode_lock:
+                vectors = self.encoder.encode_documents(chunk)
+            sources = [document_source(d) for d in chunk] if self.writer.live_mode else None
+            self.writer.add([d.doc_id for d in chunk], vectors, [stored_fields_of(d, fields) for d in chunk], sources)
+            n += len(chunk)
+        return n
+
+    upsert = add
+
+    def delete(self, ids: Iterable[str]) -> list[str]:
+        """Delete documents by id; returns the ids that existed (indexed, or added since the last commit)."""
+        return self.writer.delete(ids)
+
+    def commit(self) -> None:
+        """Make buffered writes a new on-disk generation (live: a flush that empties the log)."""
+        self.writer.commit()
+
+    flush = commit
+
+    def merge(self, policy: MergePolicy | None = None) -> bool:
+        return self.writer.merge(policy)
+
+    def reload(self) -> None:
+        self.writer.reload()
+
+    def close(self, flush: bool = True) -> None:
+        self.writer.close(flush=flush)
+
+    @property
+    def closed(self) -> bool:
+        return self.writer.closed
+
+    # ------------------------------------------------------------ reads
+
+    @property
+    def path(self) -> Path | None:
+        return self.writer.path
+
+    @property
+    def snapshot(self) -> InvertedIndex:
+        """The immutable reader a search sees now."""
+        return self.writer.snapshot
+
+    @property
+    def inverted(self) -> InvertedIndex:
+        """Alias of :attr:`snapshot` (the name of earlier releases)."""
+        return self.writer.snapshot
+
+    @property
+    def n_docs(self) -> int:
+        return self.writer.n_docs
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.writer.snapshot.segments)
+
+    def live_ids(self) -> dict[str, tuple[int, int]]:
+        return self.writer.live_ids()
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        """Stored fields of a document, or ``None``."""
+        return self.writer.get(doc_id)
+
+    def document(self, doc_id: str) -> Document | None:
+        """A document as stored (title, text and metadata; empty where the index keeps no such field)."""
+        stored = self.writer.get(doc_id)
+        return None if stored is None else document_from_source(doc_id, stored)
+
+    def encode_queries(self, queries: Sequence[str], snapshot: InvertedIndex | None = None) -> SparseBatch:
+        return self.encoder.encode_queries(list(queries), (snapshot or self.writer.snapshot).stats)
+
+    def search(self, query: str, k: int = 10, filter: Any = None) -> Hits:
+        """Top-``k`` documents for one query; an empty or unknown-word query gives no hits.
+
+        ``filter``: a metadata filter (:mod:`sparsearch.filters`: its JSON form
+        as a dict, or its clauses), applied before ranking; scores are the
+        unfiltered ones.  ``hits.fields(i)`` gives a hit's stored fields.
+        """
+        return self.search_batch([query], k, threads=1, filter=filter)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
+                     filter: Any = None) -> list[Hits]:
+        """Top-``k`` for many queries, scored in parallel (``threads=None``: all Numba threads)."""
+        from sparsearch.filters import parse_filter
+
+        self.writer.check_open()
+        parsed = parse_filter(filter)  # a malformed filter is refused before any encoding
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not queries:
+            return []
+        snapshot = self.writer.snapshot  # one snapshot for encoding and scoring
+        where = "this collection" if self.writer.live_mode else "this index"
+        if parsed is not None:
+            from sparsearch.index import filtering
+
+            if filtering.matches_nothing(snapshot, parsed, where):  # nothing to rank: no query to encode
+                return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
+        return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where)
+
+    def stored_fields(self, internal_id: int) -> dict[str, Any]:
+        return self.writer.snapshot.stored_fields(internal_id)
+
+    def info(self) -> dict[str, Any]:
+        inv = self.writer.snapshot
+        stats = inv.stats
+        out: dict[str, Any] = {
+            "path": str(self.path) if self.path else None,
+            "encoder": {"name": self.encoder.name, **self.encoder.config()},
+            "scoring": inv.scoring.to_dict(),
+            "config": inv.config.to_dict(),
+            "n_docs": inv.n_docs,
+            "n_docs_with_terms": stats.n_docs,
+            "n_terms": inv.n_terms,
+            "n_postings": inv.n_postings,
+            "avg_doc_length": stats.avg_length,
+            "segments": len(inv.segments),
+        }
+        if self.writer.committed.manifest is not None:
+            out["generation"] = self.writer.committed.manifest.generation
+        if self.path is not None:
+            out["index_bytes"] = directory_bytes(self.path)
+        return out
