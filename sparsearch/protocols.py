@@ -76,6 +76,15 @@ class StreamingEncoder(Protocol):
 
 
 @runtime_checkable
+class TokenVocabulary(Protocol):
+    """A sparse encoder whose term ids name tokens (every one here): what exports write out."""
+
+    def token_strings(self) -> list[str]:
+        """The token of every term id, in id order."""
+        ...
+
+
+@runtime_checkable
 class IndexSnapshot(Protocol[Rep_contra]):
     """An immutable view of an index: what one search sees, however many writes follow."""
 

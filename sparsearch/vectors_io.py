@@ -216,29 +216,11 @@ def build_from_vectors(path: str | Path, out: str | Path | None = None, query_an
 
 def token_strings(encoder: Any) -> list[str]:
     """Token string of every term id the encoder can emit (its vocabulary, in id order)."""
-    from sparsearch.retriever.vocab import Vocabulary
+    from sparsearch.protocols import TokenVocabulary
 
-    vocab = getattr(encoder, "vocab", None)
-    if isinstance(vocab, Vocabulary):
-        return list(vocab.terms)
-    tokenizer = None
-    queries = getattr(encoder, "queries", None)
-    if queries is not None and getattr(queries, "tokenizer", None) is not None:
-        tokenizer = queries.tokenizer  # inference-free: the tokenizer copied into the index
-    elif getattr(encoder, "settings", None) is not None and hasattr(encoder.settings, "model_dir"):
-        from sparsearch.retriever.splade import load_tokenizer
-
-        model_dir = Path(encoder.settings.model_dir)
-        if not model_dir.is_dir():
-            raise SparsearchError(f"the index's model folder {model_dir} is gone: its tokenizer names the tokens")
-        tokenizer = load_tokenizer(model_dir)
-    if tokenizer is None:
+    if not isinstance(encoder, TokenVocabulary):
         raise SparsearchError(f"encoder {getattr(encoder, 'name', encoder)!r} has no token vocabulary to export")
-    vocab_map = tokenizer.get_vocab()
-    out = [""] * (max(vocab_map.values()) + 1 if vocab_map else 0)
-    for token, i in vocab_map.items():
-        out[i] = token
-    return out
+    return encoder.token_strings()
 
 
 def query_vector_batch(index: Any, vectors: Sequence[Mapping[str, float]]) -> SparseBatch:

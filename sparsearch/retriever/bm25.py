@@ -197,6 +197,10 @@ class BM25Encoder:
 
     # ------------------------------------------------------------ persistence
 
+    def token_strings(self) -> list[str]:
+        """The term of every id this encoder emits, in id order (for exports)."""
+        return list(self.vocab.terms)
+
     def config(self) -> dict[str, Any]:
         return asdict(self.settings)
 

@@ -139,6 +139,12 @@ class InferenceFreeEncoder:
     def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
         return self.queries.encode(queries)
 
+    def token_strings(self) -> list[str]:
+        """The WordPiece token of every id (the tokenizer copied into the index names the vocabulary)."""
+        from sparsearch.retriever.wordpiece_vocab import tokens_by_id
+
+        return tokens_by_id(self.queries.tokenizer)
+
     def config(self) -> dict[str, Any]:
         return asdict(self.settings)
 

@@ -180,6 +180,10 @@ class PrecomputedEncoder:
     def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
         return self.encode_vectors([self.query_vector(q) for q in queries])
 
+    def token_strings(self) -> list[str]:
+        """The term of every id this encoder emits, in id order (for exports)."""
+        return list(self.vocab.terms)
+
     def config(self) -> dict[str, Any]:
         return asdict(self.settings)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from sparsearch.errors import MissingDependencyError
+from sparsearch.errors import MissingDependencyError, SparsearchError
 from sparsearch.scoring import Scoring
 from sparsearch.types import CollectionStats, Document, SparseBatch
 
@@ -296,6 +296,15 @@ class SpladeEncoder:
     def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
         s = self.settings
         return self.model.encode(list(queries), s.query_max_length, s.batch_size)
+
+    def token_strings(self) -> list[str]:
+        """The WordPiece token of every id (the model's tokenizer names the vocabulary)."""
+        from sparsearch.retriever.wordpiece_vocab import tokens_by_id
+
+        model_dir = Path(self.settings.model_dir)
+        if not model_dir.is_dir():
+            raise SparsearchError(f"the index's model folder {model_dir} is gone: its tokenizer names the tokens")
+        return tokens_by_id(load_tokenizer(model_dir))
 
     def config(self) -> dict[str, Any]:
         return asdict(self.settings)

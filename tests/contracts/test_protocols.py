@@ -9,7 +9,7 @@ import pytest
 
 from sparsearch import BM25Config, BM25Encoder, Document, Index
 from sparsearch.protocols import Index as IndexProtocol
-from sparsearch.protocols import IndexSnapshot, SparseEncoder
+from sparsearch.protocols import IndexSnapshot, SparseEncoder, TokenVocabulary
 from sparsearch.retriever.registry import encoder_class
 from sparsearch.types import SparseBatch
 
@@ -65,6 +65,10 @@ def test_encoder_contract(encoder: SparseEncoder, tmp_path: Path) -> None:
     assert docs.term_ids.max() < encoder.n_terms
     for terms, _ in docs.rows():
         assert len(set(terms.tolist())) == len(terms)  # unique term ids per row
+    # Every term id this encoder emitted is named by a token (what exports write).
+    assert isinstance(encoder, TokenVocabulary)
+    tokens = encoder.token_strings()
+    assert len(tokens) >= encoder.n_terms and all(tokens[t] for t in set(docs.term_ids.tolist()))
     # Save -> load through the registry gives an encoder producing identical vectors.
     files = {}
     for kind, data in encoder.state_files().items():
