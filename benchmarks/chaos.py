@@ -1015,7 +1015,7 @@ def recovery_child(path: str, spawned_at: float) -> None:
     import sparsearch.index.buffer as buffer_module
     import sparsearch.retriever.retriever as live_module
     from sparsearch.index.writer import LiveSettings
-    import sparsearch.index.writer as writer_module
+    from sparsearch.index.formats import SparseFormat
     from sparsearch.index.inverted import InvertedIndex
     from sparsearch.retriever.bm25 import BM25Encoder as Encoder
     from sparsearch.index.wal import WriteAheadLog
@@ -1040,7 +1040,7 @@ def recovery_child(path: str, spawned_at: float) -> None:
     timed(InvertedIndex, "open", "index_open", InvertedIndex.open.__func__)  # type: ignore[attr-defined]
     timed(WriteAheadLog, "read", "log_read_parse")
     timed(Encoder, "encode_documents", "encode")
-    timed(writer_module, "build_part", "build")  # inverting the replayed documents
+    timed(SparseFormat, "build", "build")  # inverting the replayed documents
     timed(buffer_module.WriteBuffer, "add", "build")
     t0, c0 = time.perf_counter(), time.process_time()
     live = live_module.Retriever.open_live(Path(path), LiveSettings(flush_docs=10**9, flush_seconds=1e9,

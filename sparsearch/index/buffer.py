@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sparsearch.index.config import IndexConfig
-from sparsearch.index.segment import Segment, build_segment
+from sparsearch.index.formats import SegmentFormat
 from sparsearch.types import SparseBatch
 
 MAX_PARTS = 16
@@ -23,9 +23,9 @@ MAX_PARTS = 16
 
 @dataclass(frozen=True)
 class Buffered:
-    """One buffered document: its vector (a one-row batch), stored fields and logged source."""
+    """One buffered document: its vector (a one-row batch of the format), stored fields and logged source."""
 
-    row: SparseBatch
+    row: Any
     stored: dict[str, Any]
     source: dict[str, Any] | None
 
@@ -45,33 +45,28 @@ def last_wins(ids: Sequence[str]) -> list[int]:
     return list(last.values())
 
 
-def build_part(ids: Sequence[str], vectors: SparseBatch, stored: Sequence[dict[str, Any]], n_terms: int,
-               config: IndexConfig) -> Segment:
-    """An in-memory segment of one write; also where bad ids and weights are refused."""
-    return build_segment(vectors, list(ids), list(stored), n_terms, config)
-
-
 class WriteBuffer:
     """Buffered documents and pending deletions of committed documents, in write order."""
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: SegmentFormat) -> None:
+        self.fmt = fmt
         self.docs: dict[str, Buffered] = {}
         self.deleted: set[str] = set()  # committed documents deleted or replaced since the last commit
-        self._parts: list[tuple[Segment, np.ndarray]] = []
+        self._parts: list[tuple[Any, np.ndarray]] = []
         self._where: dict[str, tuple[int, int]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.docs or self.deleted)
 
-    def add(self, ids: Sequence[str], vectors: SparseBatch, stored: Sequence[dict[str, Any]],
-            sources: Sequence[dict[str, Any] | None], part: Segment, committed: dict[str, Any],
+    def add(self, ids: Sequence[str], vectors: Any, stored: Sequence[dict[str, Any]],
+            sources: Sequence[dict[str, Any] | None], part: Any, committed: dict[str, Any],
             n_terms: int, config: IndexConfig) -> None:
         """Buffer documents (unique ids, in order) whose segment ``part`` is already built."""
         if not ids:
             return
         for i, doc_id in enumerate(ids):
             self._drop(doc_id)  # re-adding moves it to the end, as a fresh build would order it
-            self.docs[doc_id] = Buffered(row_of(vectors, i), stored[i], sources[i])
+            self.docs[doc_id] = Buffered(self.fmt.take(vectors, [i]), stored[i], sources[i])
             if doc_id in committed:
                 self.deleted.add(doc_id)
         position = len(self._parts)
@@ -100,12 +95,12 @@ class WriteBuffer:
             self._parts.append((segment, np.zeros(segment.n_docs, np.uint8)))
             self._where = {doc_id: (0, i) for i, doc_id in enumerate(self.docs)}
 
-    def segment(self, n_terms: int, config: IndexConfig) -> Segment:
+    def segment(self, n_terms: int, config: IndexConfig) -> Any:
         """All buffered documents as one segment, in write order."""
-        vectors = SparseBatch.concatenate([b.row for b in self.docs.values()])
-        return build_segment(vectors, list(self.docs), [b.stored for b in self.docs.values()], n_terms, config)
+        vectors = self.fmt.concatenate([b.row for b in self.docs.values()])
+        return self.fmt.build(list(self.docs), vectors, [b.stored for b in self.docs.values()], n_terms, config)
 
-    def part_segments(self) -> list[Segment]:
+    def part_segments(self) -> list[Any]:
         """The parts with a copy of their current masks: what a snapshot publishes."""
         return [part.with_deletes(mask.copy() if mask.any() else None) for part, mask in self._parts]
 

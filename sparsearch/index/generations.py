@@ -18,9 +18,8 @@ import numpy as np
 
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.directory import collect_garbage, commit, generation_names, manifest_in_force
-from sparsearch.index.inverted import InvertedIndex
+from sparsearch.index.formats import FORMAT_KEY, SPARSE, SegmentFormat
 from sparsearch.index.manifest import Manifest, SegmentInfo
-from sparsearch.index.segment import Segment, write_segment
 from sparsearch.index.storage import disk_errors, fsync_files, save_array, write_bytes
 from sparsearch.scoring import Scoring
 
@@ -49,7 +48,7 @@ class TermSpace(Protocol):
 class Part:
     """One segment of a generation: ``info`` when it is already on disk (only a changed mask is rewritten)."""
 
-    segment: Segment
+    segment: Any
     info: SegmentInfo | None = None
     mask_changed: bool = False
 
@@ -59,7 +58,7 @@ def empty_manifest() -> Manifest:
 
 
 def commit_generation(directory: Path, generation: int, in_force: Manifest | None, parts: Sequence[Part],
-                      terms: TermSpace, scoring: Scoring, config: IndexConfig) -> InvertedIndex:
+                      terms: TermSpace, scoring: Scoring, config: IndexConfig, fmt: SegmentFormat = SPARSE) -> Any:
     """:func:`write_generation`, leaving the directory clean when the disk fails midway.
 
     A failed write (full disk, I/O error) leaves files of the new generation
@@ -71,7 +70,7 @@ def commit_generation(directory: Path, generation: int, in_force: Manifest | Non
         with disk_errors(f"committing {directory}"):
             # Leftovers of a crashed or failed write are unreferenced: sweep them first.
             collect_garbage(directory, in_force or empty_manifest())
-            return write_generation(directory, generation, parts, terms, scoring, config)
+            return write_generation(directory, generation, parts, terms, scoring, config, fmt)
     except BaseException:
         try:
             collect_garbage(directory, manifest_in_force(directory) or empty_manifest())
@@ -81,7 +80,7 @@ def commit_generation(directory: Path, generation: int, in_force: Manifest | Non
 
 
 def write_generation(directory: Path, generation: int, parts: Sequence[Part], terms: TermSpace,
-                     scoring: Scoring, config: IndexConfig) -> InvertedIndex:
+                     scoring: Scoring, config: IndexConfig, fmt: SegmentFormat = SPARSE) -> Any:
     """Write one generation and commit it; returns the snapshot it describes.
 
     A part with an ``info`` is already on disk and only a changed deletion
@@ -94,7 +93,7 @@ def write_generation(directory: Path, generation: int, parts: Sequence[Part], te
     for i, part in enumerate(parts):
         seg, mask_changed = part.segment, part.mask_changed
         if part.info is None:
-            info = write_segment(seg, directory, name("seg", n_new))
+            info = fmt.write(seg, directory, name("seg", n_new))
             n_new += 1
             mask_changed = seg.deleted is not None and bool(np.any(seg.deleted))
         else:
@@ -111,12 +110,12 @@ def write_generation(directory: Path, generation: int, parts: Sequence[Part], te
         file_name = name(kind)
         files[file_name] = write_bytes(directory / file_name, data)
         encoder_files[kind] = file_name
-    snapshot = InvertedIndex([p.segment for p in parts], scoring, config)
+    snapshot = fmt.snapshot([p.segment for p in parts], scoring, config)
     manifest = Manifest(
         generation=generation,
         encoder={**terms.manifest_entry(), "files": encoder_files},
         scoring=scoring.to_dict(),
-        config=config.to_dict(),
+        config=config.to_dict() if fmt is SPARSE else {**config.to_dict(), FORMAT_KEY: fmt.kind},
         segments=infos,
         files=files,
         info={"created_unix": time.time(), "sparsearch_version": FORMAT_INFO_VERSION, "n_docs": snapshot.n_docs},

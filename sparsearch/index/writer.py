@@ -39,15 +39,14 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from sparsearch.errors import IndexClosedError, IndexFormatError, InputError, SparsearchError
-from sparsearch.index.buffer import WriteBuffer, build_part, last_wins
+from sparsearch.index.buffer import WriteBuffer, last_wins
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.directory import manifest_in_force, prepare_directory, writer_lock
 from sparsearch.index.flush_scheduler import scheduler
+from sparsearch.index.formats import SPARSE, SegmentFormat, format_of
 from sparsearch.index.generations import Part, TermSpace, commit_generation
-from sparsearch.index.inverted import InvertedIndex
 from sparsearch.index.manifest import Manifest
-from sparsearch.index.merge import MergePolicy, merge_segments, plan_merge
-from sparsearch.index.segment import Segment
+from sparsearch.index.merge import MergePolicy, plan_merge
 from sparsearch.index.storage import fsync_path
 from sparsearch.index.wal import WriteAheadLog, encode_record
 from sparsearch.scoring import Scoring
@@ -56,7 +55,7 @@ from sparsearch.types import CollectionStats, Hits, SparseBatch
 log = logging.getLogger(__name__)
 
 #: Re-encodes logged sources on recovery: ``(ids, sources) -> (vectors, stored fields)``.
-Reindex = Callable[[list[str], list[dict[str, Any]]], tuple[SparseBatch, list[dict[str, Any]]]]
+Reindex = Callable[[list[str], list[dict[str, Any]]], tuple[Any, list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class _Request:
 
     op: str
     ids: list[str]
-    vectors: SparseBatch | None = None
+    vectors: Any = None
     stored: list[dict[str, Any]] | None = None
     sources: list[dict[str, Any] | None] | None = None
     done: bool = False
@@ -91,17 +90,18 @@ class _Request:
 
 
 class IndexWriter:
-    """Add, delete, commit and merge sparse vectors; publishes immutable reader snapshots."""
+    """Add, delete, commit and merge vectors of one format; publishes immutable reader snapshots."""
 
-    def __init__(self, base: InvertedIndex, terms: TermSpace, path: Path | None = None, *,
+    def __init__(self, base: Any, terms: TermSpace, path: Path | None = None, *,
                  log_path: Path | None = None, settings: LiveSettings = LiveSettings(),
-                 reindex: Reindex | None = None) -> None:
+                 reindex: Reindex | None = None, fmt: SegmentFormat = SPARSE) -> None:
         self.path = path
         self.terms = terms
+        self.fmt = fmt
         self.settings = settings
         self._base = base  # the committed generation
         self._snapshot = base
-        self._buffer = WriteBuffer()
+        self._buffer = WriteBuffer(fmt)
         self._live: dict[str, tuple[int, int]] | None = None
         self._lock = threading.RLock()  # the write lock: log order is apply order
         self._queue: list[_Request] = []
@@ -128,15 +128,16 @@ class IndexWriter:
     # ------------------------------------------------------------ constructors
 
     @classmethod
-    def in_memory(cls, segments: Sequence[Segment], scoring: Scoring, config: IndexConfig,
-                  terms: TermSpace) -> "IndexWriter":
-        return cls(InvertedIndex(list(segments), scoring, config), terms)
+    def in_memory(cls, segments: Sequence[Any], scoring: Scoring, config: IndexConfig,
+                  terms: TermSpace, fmt: SegmentFormat = SPARSE) -> "IndexWriter":
+        return cls(fmt.snapshot(list(segments), scoring, config), terms, fmt=fmt)
 
     @classmethod
     def open(cls, path: Path, terms: TermSpace, manifest: Manifest | None = None, mmap: bool = True) -> "IndexWriter":
         """Batch mode over a committed index directory (no lock until a commit)."""
         manifest = manifest or Manifest.read(path)
-        return cls(InvertedIndex.open(path, manifest, mmap=mmap), terms, path)
+        fmt = format_of(manifest)
+        return cls(fmt.open(path, manifest, mmap=mmap), terms, path, fmt=fmt)
 
     @classmethod
     def open_live(cls, path: Path, log_path: Path, terms: TermSpace, reindex: Reindex,
@@ -144,8 +145,9 @@ class IndexWriter:
         """Live mode: takes the writer lock for life and replays ``log_path``."""
         with writer_lock(path):  # read the manifest under the lock a live writer will hold
             manifest = manifest or Manifest.read(path)
-            base = InvertedIndex.open(path, manifest)
-        return cls(base, terms, path, log_path=log_path, settings=settings, reindex=reindex)
+            fmt = format_of(manifest)
+            base = fmt.open(path, manifest)
+        return cls(base, terms, path, log_path=log_path, settings=settings, reindex=reindex, fmt=fmt)
 
     def save(self, path: Path, overwrite: bool = False) -> None:
         """Commit the committed segments to ``path`` as a new index (or a new generation of it)."""
@@ -153,7 +155,7 @@ class IndexWriter:
         with writer_lock(path):
             generation = (previous.generation + 1) if previous else 1
             self._base = commit_generation(path, generation, previous, [Part(s) for s in self._base.segments],
-                                           self.terms, self._base.scoring, self._base.config)
+                                           self.terms, self._base.scoring, self._base.config, self.fmt)
         self.path = path
         self._snapshot = self._base if self._log is None else self._snapshot
         self._live = None
@@ -161,12 +163,12 @@ class IndexWriter:
     # ------------------------------------------------------------ reading
 
     @property
-    def snapshot(self) -> InvertedIndex:
+    def snapshot(self) -> Any:
         """What a search sees now: committed segments (plus, live, the buffer), immutable."""
         return self._snapshot
 
     @property
-    def committed(self) -> InvertedIndex:
+    def committed(self) -> Any:
         return self._base
 
     @property
@@ -181,7 +183,7 @@ class IndexWriter:
     def live_mode(self) -> bool:
         return self._log is not None
 
-    def search(self, queries: SparseBatch, k: int, filter: Any = None, threads: int | None = None,
+    def search(self, queries: Any, k: int, filter: Any = None, threads: int | None = None,
                where: str = "this index") -> list[Hits]:
         """Top-``k`` per query row over the current snapshot (``filter``: see :mod:`sparsearch.filters`)."""
         return self._snapshot.hits(queries, k, filter, threads=threads, where=where)
@@ -213,14 +215,14 @@ class IndexWriter:
 
     # ------------------------------------------------------------ writes
 
-    def add(self, ids: Sequence[str], vectors: SparseBatch, stored: Sequence[dict[str, Any]] | None = None,
+    def add(self, ids: Sequence[str], vectors: Any, stored: Sequence[dict[str, Any]] | None = None,
             sources: Sequence[dict[str, Any] | None] | None = None) -> None:
         """Add or replace documents (the last copy of a repeated id wins).
 
         Live: durable and visible when this returns.  Batch: visible at :meth:`commit`.
         """
-        if len(ids) != len(vectors):
-            raise InputError(f"{len(ids)} ids but {len(vectors)} vectors")
+        if len(ids) != self.fmt.count(vectors):
+            raise InputError(f"{len(ids)} ids but {self.fmt.count(vectors)} vectors")
         stored = list(stored) if stored is not None else [{} for _ in ids]
         srcs = list(sources) if sources is not None else [None] * len(ids)
         if self._log is not None and any(s is None for s in srcs):
@@ -287,11 +289,11 @@ class IndexWriter:
             assert r.vectors is not None and r.stored is not None and r.sources is not None
             keep = last_wins(r.ids)
             if len(keep) != len(r.ids):
-                r.ids, r.vectors = [r.ids[i] for i in keep], _take_rows(r.vectors, keep)
+                r.ids, r.vectors = [r.ids[i] for i in keep], self.fmt.take(r.vectors, keep)
                 r.stored, r.sources = [r.stored[i] for i in keep], [r.sources[i] for i in keep]
             if not r.ids:
                 return r, b"", lambda: None
-            part = build_part(r.ids, r.vectors, r.stored, self.terms.n_terms, self._base.config)
+            part = self.fmt.build(r.ids, r.vectors, r.stored, self.terms.n_terms, self._base.config)
             data = b""
             if self._log is not None:
                 data = encode_record({"op": "upsert", "docs": [{**(s or {}), "_id": i}
@@ -311,8 +313,8 @@ class IndexWriter:
             return True
         return doc_id not in self._buffer.deleted and doc_id in self.live_ids()
 
-    def _apply_upsert(self, ids: list[str], vectors: SparseBatch, stored: list[dict[str, Any]],
-                      sources: list[dict[str, Any] | None], part: Segment) -> None:
+    def _apply_upsert(self, ids: list[str], vectors: Any, stored: list[dict[str, Any]],
+                      sources: list[dict[str, Any] | None], part: Any) -> None:
         self._buffer.add(ids, vectors, stored, sources, part, self.live_ids(), self.terms.n_terms, self._base.config)
 
     # ------------------------------------------------------------ recovery
@@ -342,7 +344,7 @@ class IndexWriter:
             log.info("%s: replaying %d logged documents", self.path, len(final))
             ids, sources = list(final), list(final.values())
             vectors, stored = reindex(ids, sources)
-            part = build_part(ids, vectors, stored, self.terms.n_terms, self._base.config)
+            part = self.fmt.build(ids, vectors, stored, self.terms.n_terms, self._base.config)
             self._buffer.add(ids, vectors, stored, sources, part, live, self.terms.n_terms, self._base.config)
 
     # ------------------------------------------------------------ commit (flush) and merge
@@ -425,11 +427,11 @@ class IndexWriter:
         """Make ``parts`` the committed generation (on disk when the writer has a directory)."""
         base = self._base
         if self.path is None:
-            self._base = InvertedIndex([p.segment for p in parts], base.scoring, base.config)
+            self._base = self.fmt.snapshot([p.segment for p in parts], base.scoring, base.config)
         else:
             with writer_lock(self.path):
                 self._base = commit_generation(self.path, self._generation() + 1, base.manifest, parts,
-                                               self.terms, base.scoring, base.config)
+                                               self.terms, base.scoring, base.config, self.fmt)
         self._live = None
         if self._log is None:
             self._snapshot = self._base
@@ -449,7 +451,7 @@ class IndexWriter:
             chosen = plan_merge(live, [s.n_docs - n for s, n in zip(segments, live)], policy or MergePolicy())
             if not chosen:
                 return False
-            merged = merge_segments([segments[i] for i in chosen], self.terms.n_terms, self._base.config)
+            merged = self.fmt.merge([segments[i] for i in chosen], self.terms.n_terms, self._base.config)
             infos = list(self._base.manifest.segments) if self._base.manifest else [None] * len(segments)
             parts: list[Part] = []
             for i, seg in enumerate(segments):
@@ -493,7 +495,7 @@ class IndexWriter:
             return
         manifest = manifest_in_force(self.path)
         if manifest is not None and (self._base.manifest is None or manifest.generation != self._generation()):
-            self._base = InvertedIndex.open(self.path, manifest)
+            self._base = self.fmt.open(self.path, manifest)
             self._live = None
             if self._log is None:
                 self._snapshot = self._base
@@ -535,13 +537,7 @@ class IndexWriter:
                 masks[i] = np.zeros(base.segments[i].n_docs, np.uint8)
             masks[i][local] = 1  # type: ignore[index]
         segments = [s.with_deletes(m) for s, m in zip(base.segments, masks)] + self._buffer.part_segments()
-        self._snapshot = InvertedIndex(segments, base.scoring, base.config)
-
-
-def _take_rows(batch: SparseBatch, rows: Sequence[int]) -> SparseBatch:
-    from sparsearch.index.buffer import row_of
-
-    return SparseBatch.concatenate([row_of(batch, i) for i in rows])
+        self._snapshot = self.fmt.snapshot(segments, base.scoring, base.config)
 
 
 def _user_error(error: BaseException) -> BaseException:
