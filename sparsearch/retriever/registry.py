@@ -58,6 +58,8 @@ _ENCODERS: dict[str, EncoderEntry] = {
                                    "sparsearch.retriever.inference_free:InferenceFreeConfig"),
     "precomputed": EncoderEntry("sparsearch.retriever.precomputed:PrecomputedEncoder",
                                 "sparsearch.retriever.precomputed:PrecomputedConfig"),
+    # A bi-encoder: float32 vectors (n, dim) scored by dot product, for a dense index rather than an inverted one.
+    "dense": EncoderEntry("sparsearch.retriever.dense:DenseEncoder", "sparsearch.retriever.dense:DenseConfig"),
 }
 
 

