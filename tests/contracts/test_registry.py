@@ -163,7 +163,7 @@ def one_line_error(call: Callable[[], Any]) -> str:
 
 def test_unknown_encoder_names_it_and_the_known_ones() -> None:
     message = one_line_error(lambda: build_encoder("tfidf", {"k1": 1.0}))
-    assert message == "unknown encoder 'tfidf' (known: bm25, inference-free, precomputed, splade)"
+    assert message == "unknown encoder 'tfidf' (known: bm25, dense, inference-free, precomputed, splade)"
 
 
 def test_unknown_settings_are_named() -> None:
