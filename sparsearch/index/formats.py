@@ -10,12 +10,17 @@ scheduler and crash recovery are written once for every kind of index.
 A segment of any format offers the same small surface to the writer:
 ``n_docs``, ``doc_ids`` (``tolist()``), ``deleted``, ``live_mask()``,
 ``with_deletes(mask)``, ``stored(local)``, ``external_id(local)``.
+
+A format may carry settings of its own (a dense index's HNSW parameters):
+it writes them into the manifest's ``config`` (:meth:`SegmentFormat.manifest_config`),
+and the factory registered for its kind gets that ``config`` back when the
+index is opened (:func:`format_of`), so the index is read as it was written.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.manifest import Manifest, SegmentInfo
@@ -56,6 +61,10 @@ class SegmentFormat(Protocol):
 
     def open(self, directory: Path, manifest: Manifest, mmap: bool = True) -> Any:
         """The reader of a committed generation."""
+        ...
+
+    def manifest_config(self, config: IndexConfig) -> dict[str, Any]:
+        """The manifest's ``config``: the index's settings, plus the format's kind and own settings."""
         ...
 
 
@@ -104,26 +113,34 @@ class SparseFormat:
 
         return InvertedIndex.open(directory, manifest, mmap=mmap)
 
+    def manifest_config(self, config: IndexConfig) -> dict[str, Any]:
+        return config.to_dict()  # no format key: sparse manifests read as they did before formats
+
 
 SPARSE = SparseFormat()
-_FORMATS: dict[str, SegmentFormat] = {"sparse": SPARSE}
+
+#: Makes the format of a kind from a manifest's ``config`` (where the format keeps its own settings).
+FormatFactory = Callable[[Mapping[str, Any]], SegmentFormat]
+_FACTORIES: dict[str, FormatFactory] = {"sparse": lambda config: SPARSE}
 
 
-def register_format(fmt: SegmentFormat) -> None:
-    _FORMATS[fmt.kind] = fmt
+def register_format(kind: str, factory: FormatFactory) -> None:
+    """Make ``kind`` openable: ``factory(manifest.config)`` returns the format an index of that kind was written in."""
+    _FACTORIES[kind] = factory
 
 
-def format_named(kind: str) -> SegmentFormat:
+def format_named(kind: str, config: Mapping[str, Any] | None = None) -> SegmentFormat:
+    """The format of ``kind`` under the settings in ``config`` (a manifest's; defaults when ``None``)."""
     from sparsearch.errors import IndexFormatError
 
-    if kind == "dense" and "dense" not in _FORMATS:
-        import sparsearch.index.dense  # noqa: F401  (registers itself; needs faiss only when searched)
-    fmt = _FORMATS.get(kind)
-    if fmt is None:
-        raise IndexFormatError(f"unknown index format {kind!r} (known: {', '.join(sorted(_FORMATS))})")
-    return fmt
+    if kind == "dense" and "dense" not in _FACTORIES:
+        import sparsearch.index.dense  # noqa: F401  (registers itself; imports faiss only when one is needed)
+    factory = _FACTORIES.get(kind)
+    if factory is None:
+        raise IndexFormatError(f"unknown index format {kind!r} (known: {', '.join(sorted({*_FACTORIES, 'dense'}))})")
+    return factory(config or {})
 
 
 def format_of(manifest: Manifest) -> SegmentFormat:
-    """The format a committed index was written in (sparse for indexes older than formats)."""
-    return format_named(str(manifest.config.get(FORMAT_KEY, "sparse")))
+    """The format a committed index was written in, with its settings (sparse for indexes older than formats)."""
+    return format_named(str(manifest.config.get(FORMAT_KEY, "sparse")), manifest.config)

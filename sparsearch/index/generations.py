@@ -18,7 +18,7 @@ import numpy as np
 
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.directory import collect_garbage, commit, generation_names, manifest_in_force
-from sparsearch.index.formats import FORMAT_KEY, SPARSE, SegmentFormat
+from sparsearch.index.formats import SPARSE, SegmentFormat
 from sparsearch.index.manifest import Manifest, SegmentInfo
 from sparsearch.index.storage import disk_errors, fsync_files, save_array, write_bytes
 from sparsearch.scoring import Scoring
@@ -115,7 +115,7 @@ def write_generation(directory: Path, generation: int, parts: Sequence[Part], te
         generation=generation,
         encoder={**terms.manifest_entry(), "files": encoder_files},
         scoring=scoring.to_dict(),
-        config=config.to_dict() if fmt is SPARSE else {**config.to_dict(), FORMAT_KEY: fmt.kind},
+        config=fmt.manifest_config(config),
         segments=infos,
         files=files,
         info={"created_unix": time.time(), "sparsearch_version": FORMAT_INFO_VERSION, "n_docs": snapshot.n_docs},
