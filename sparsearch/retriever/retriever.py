@@ -23,13 +23,13 @@ from tqdm.auto import tqdm
 from sparsearch.errors import DuplicateIdError
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.directory import prepare_directory
-from sparsearch.index.inverted import InvertedIndex
+from sparsearch.index.formats import SPARSE, SegmentFormat, format_named
 from sparsearch.index.manifest import Manifest
 from sparsearch.index.merge import MergePolicy
-from sparsearch.index.segment import build_segment
 from sparsearch.index.storage import directory_bytes, disk_errors, fsync_path, write_bytes
 from sparsearch.index.writer import IndexWriter, LiveSettings
-from sparsearch.protocols import SparseEncoder, StreamingEncoder
+from sparsearch.protocols import Encoder, SparseEncoder, StreamingEncoder
+from sparsearch.scoring import Scoring
 from sparsearch.retriever.registry import encoder_class
 from sparsearch.types import Document, Hits, SparseBatch
 
@@ -44,12 +44,13 @@ LIVE_STORED_FIELDS = ("title", "text", "metadata")
 class EncoderTerms:
     """The encoder as the index sees it (:class:`~sparsearch.index.generations.TermSpace`): opaque state."""
 
-    def __init__(self, encoder: SparseEncoder) -> None:
+    def __init__(self, encoder: Encoder[Any]) -> None:
         self.encoder = encoder
 
     @property
     def n_terms(self) -> int:
-        return self.encoder.n_terms
+        """Term ids in use (a dense encoder has none: its vectors are positional)."""
+        return self.encoder.n_terms if isinstance(self.encoder, SparseEncoder) else 0
 
     def manifest_entry(self) -> dict[str, Any]:
         return {"name": self.encoder.name, "config": self.encoder.config()}
@@ -87,7 +88,7 @@ def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield chunk
 
 
-def load_encoder(directory: Path, manifest: Manifest) -> SparseEncoder:
+def load_encoder(directory: Path, manifest: Manifest) -> Any:
     """Rebuild the encoder an index was built with, from its manifest entry and files."""
     spec = manifest.encoder
     files = {kind: directory / name for kind, name in spec.get("files", {}).items()}
@@ -97,7 +98,7 @@ def load_encoder(directory: Path, manifest: Manifest) -> SparseEncoder:
 class Retriever:
     """Search a corpus by text.  Build with :meth:`build`, reopen with :meth:`open`, serve with :meth:`open_live`."""
 
-    def __init__(self, encoder: SparseEncoder, writer: IndexWriter) -> None:
+    def __init__(self, encoder: Any, writer: IndexWriter) -> None:
         self.encoder = encoder
         self.writer = writer
         self._encode_lock = threading.Lock()  # encoders may grow a vocabulary: one document encoding at a time
@@ -106,13 +107,16 @@ class Retriever:
 
     @classmethod
     def build(cls, documents: Iterable[Document], path: str | Path | None = None,
-              encoder: SparseEncoder | None = None, config: IndexConfig | None = None, overwrite: bool = False,
-              progress: bool = False, total: int | None = None) -> "Retriever":
-        """Encode and invert ``documents``; with ``path``, commit the index there atomically.
+              encoder: Any = None, config: IndexConfig | None = None, overwrite: bool = False,
+              progress: bool = False, total: int | None = None, fmt: SegmentFormat | None = None) -> "Retriever":
+        """Encode and index ``documents``; with ``path``, commit the index there atomically.
 
         ``config=None`` picks 8-bit storage for term-frequency encoders (BM25):
         lossless, since a segment where some term occurs more than 255 times
         in one document is stored as float32 instead; float32 for the others.
+        ``fmt``: the segment format; by default sparse for sparse encoders and
+        dense (exact inner product; :class:`~sparsearch.index.dense.DenseFormat`
+        for HNSW or IVF-PQ) for the others.
         """
         if encoder is None:
             from sparsearch.retriever.bm25 import BM25Encoder
@@ -143,13 +147,20 @@ class Retriever:
         else:
             batches = [encoder.encode_documents(chunk) for chunk in checked_chunks()]
         bar.close()
-        vectors = SparseBatch.concatenate(batches)
+        sparse = isinstance(encoder, SparseEncoder)
+        fmt = fmt or (SPARSE if sparse else format_named("dense"))
+        if not batches:
+            batches = [encoder.encode_documents([])]  # an empty collection still has the encoder's shape
+        vectors = fmt.concatenate(batches)
         if config is None:
             # Term frequencies fit a byte exactly (a segment with larger counts keeps float32).
-            config = IndexConfig(quantization="uint8" if encoder.scoring.transform == "saturate" else "none")
-        log.info("inverting %d documents, %d postings", len(doc_ids), len(vectors.term_ids))
-        segment = build_segment(vectors, doc_ids, stored, encoder.n_terms, config)
-        retriever = cls(encoder, IndexWriter.in_memory([segment], encoder.scoring, config, EncoderTerms(encoder)))
+            saturate = sparse and encoder.scoring.transform == "saturate"
+            config = IndexConfig(quantization="uint8" if saturate else "none")
+        log.info("indexing %d documents (%s)", len(doc_ids), fmt.kind)
+        terms = EncoderTerms(encoder)
+        segment = fmt.build(doc_ids, vectors, stored, terms.n_terms, config)
+        scoring = encoder.scoring if sparse else Scoring()  # dense: inner product
+        retriever = cls(encoder, IndexWriter.in_memory([segment], scoring, config, terms, fmt))
         if path is not None:
             retriever.save(path, overwrite=overwrite)
         return retriever
@@ -245,12 +256,12 @@ class Retriever:
         return self.writer.path
 
     @property
-    def snapshot(self) -> InvertedIndex:
+    def snapshot(self) -> Any:
         """The immutable reader a search sees now."""
         return self.writer.snapshot
 
     @property
-    def inverted(self) -> InvertedIndex:
+    def inverted(self) -> Any:
         """Alias of :attr:`snapshot` (the name of earlier releases)."""
         return self.writer.snapshot
 
@@ -274,7 +285,7 @@ class Retriever:
         stored = self.writer.get(doc_id)
         return None if stored is None else document_from_source(doc_id, stored)
 
-    def encode_queries(self, queries: Sequence[str], snapshot: InvertedIndex | None = None) -> SparseBatch:
+    def encode_queries(self, queries: Sequence[str], snapshot: Any = None) -> Any:
         return self.encoder.encode_queries(list(queries), (snapshot or self.writer.snapshot).stats)
 
     def search(self, query: str, k: int = 10, filter: Any = None) -> Hits:
@@ -311,19 +322,19 @@ class Retriever:
 
     def info(self) -> dict[str, Any]:
         inv = self.writer.snapshot
-        stats = inv.stats
         out: dict[str, Any] = {
             "path": str(self.path) if self.path else None,
             "encoder": {"name": self.encoder.name, **self.encoder.config()},
+            "format": self.writer.fmt.kind,
             "scoring": inv.scoring.to_dict(),
-            "config": inv.config.to_dict(),
+            "config": self.writer.fmt.manifest_config(inv.config),
             "n_docs": inv.n_docs,
-            "n_docs_with_terms": stats.n_docs,
-            "n_terms": inv.n_terms,
-            "n_postings": inv.n_postings,
-            "avg_doc_length": stats.avg_length,
             "segments": len(inv.segments),
         }
+        if self.writer.fmt is SPARSE:
+            stats = inv.stats
+            out.update(n_docs_with_terms=stats.n_docs, n_terms=inv.n_terms, n_postings=inv.n_postings,
+                       avg_doc_length=stats.avg_length)
         if self.writer.committed.manifest is not None:
             out["generation"] = self.writer.committed.manifest.generation
         if self.path is not None:

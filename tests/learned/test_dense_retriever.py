@@ -1,0 +1,86 @@
+"""A dense Retriever end to end: build, save, reopen (the encoder found again through the registry),
+incremental writes through the one writer, and a live collection that survives kill -9.
+
+Scores are checked against NumPy inner products of the encoder's own vectors.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("faiss")
+
+from sparsearch import Document, Retriever  # noqa: E402
+from sparsearch.index.flush_scheduler import scheduler  # noqa: E402
+from sparsearch.index.writer import LiveSettings  # noqa: E402
+from sparsearch.retriever.dense import DenseConfig, DenseEncoder  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # the sentence-transformers layout helper beside this file
+from test_dense_encoder import write_st_layout  # noqa: E402
+
+QUIET = LiveSettings(flush_docs=10**9, flush_seconds=10**9, flush_bytes=10**12)
+
+
+@pytest.fixture(scope="module")
+def model(bare_mlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("dense-retriever") / "model"
+    shutil.copytree(bare_mlm, folder)
+    return write_st_layout(folder, "mean", normalize=True)
+
+
+@pytest.fixture(scope="module")
+def docs(tiny_texts: list[str]) -> list[Document]:
+    return [Document(f"d{i}", "", text) for i, text in enumerate(tiny_texts[:60])]
+
+
+def expected(encoder: DenseEncoder, docs: list[Document], query: str, k: int) -> tuple[list[str], np.ndarray]:
+    scores = encoder.encode_documents(docs) @ encoder.encode_queries([query])[0]
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [docs[i].doc_id for i in order], scores[order]
+
+
+def test_build_save_open_and_incremental_writes(model: Path, docs: list[Document], tmp_path: Path) -> None:
+    encoder = DenseEncoder(DenseConfig(model_dir=str(model), device="cpu"))
+    built = Retriever.build(docs[:40], path=tmp_path / "idx", encoder=encoder)
+    query = docs[3].text[:80]
+    want_ids, want_scores = expected(encoder, docs[:40], query, 5)
+    for retriever in (built, Retriever.open(tmp_path / "idx")):
+        hits = retriever.search(query, 5)
+        assert hits.ids == want_ids
+        np.testing.assert_allclose(hits.scores, want_scores, rtol=1e-4, atol=1e-5)
+    assert Retriever.open(tmp_path / "idx").info()["format"] == "dense"
+
+    reopened = Retriever.open(tmp_path / "idx")
+    reopened.add(docs[40:])
+    assert reopened.delete(["d3", "nope"]) == ["d3"]
+    reopened.commit()
+    final = [d for d in docs if d.doc_id != "d3"]
+    want_ids, want_scores = expected(encoder, final, query, 5)
+    hits = Retriever.open(tmp_path / "idx").search(query, 5)
+    assert hits.ids == want_ids
+    np.testing.assert_allclose(hits.scores, want_scores, rtol=1e-4, atol=1e-5)
+
+
+def test_a_live_dense_collection_recovers_its_log(model: Path, docs: list[Document], tmp_path: Path) -> None:
+    encoder = DenseEncoder(DenseConfig(model_dir=str(model), device="cpu"))
+    live = Retriever.create_live(tmp_path / "c", encoder, settings=QUIET)
+    live.upsert(docs[:20])
+    live.delete(["d5"])
+    query = docs[7].text[:60]
+    final = [d for d in docs[:20] if d.doc_id != "d5"]
+    want_ids, _ = expected(encoder, final, query, 4)
+    assert live.search(query, 4).ids == want_ids  # visible at once
+    # kill -9: no flush, no close.
+    scheduler().unregister(live.writer)
+    live.writer._log.close()
+    live.writer._held.close()
+    again = Retriever.open_live(tmp_path / "c", QUIET)
+    assert again.n_docs == 19 and again.search(query, 4).ids == want_ids
+    assert again.document("d0") == docs[0]
+    again.close()
