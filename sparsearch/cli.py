@@ -47,7 +47,7 @@ def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
     return build_encoder("bm25", {"k1": k1, "b": b})
 
 
-ENCODERS = ("bm25", "splade", "inference-free")
+ENCODERS = ("bm25", "splade", "inference-free", "dense")
 
 
 def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
@@ -65,6 +65,10 @@ def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] =
     from sparsearch.retriever.resolve import resolve_model
 
     found = resolve_model(str(model))  # one-line ModelNotFoundError saying what was tried
+    if name == "dense":  # a bi-encoder: no sparsification settings (its own max length unless given)
+        if doc_top_k is not None or doc_threshold:
+            raise SparsearchError("--doc-top-k and --doc-threshold prune sparse vectors: not for --encoder dense")
+        return build_encoder(name, {"batch_size": batch_size, "device": device}, model=found)
     settings = dict(max_length=max_length, batch_size=batch_size, device=device, doc_top_k=doc_top_k,
                     doc_threshold=doc_threshold)
     return build_encoder(name, settings, model=found)
@@ -87,7 +91,8 @@ def index(
                                        "become tokens: whitespace (pretokenized, weight = count), lucene-english "
                                        "(BM25's analyzer; for BM25 impact exports) or a folder with tokenizer.json "
                                        "(and idf.json). Query vectors need none of them."),
-    encoder: str = typer.Option("bm25", help="Encoder: bm25, splade or inference-free."),
+    encoder: str = typer.Option("bm25", help="Encoder: bm25, splade, inference-free or dense (a bi-encoder, "
+                                 "e.g. --model all-minilm-l6-v2; exact inner product)."),
     k1: float = typer.Option(0.9, help="BM25 k1."),
     b: float = typer.Option(0.4, help="BM25 b."),
     model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
@@ -126,8 +131,9 @@ def index(
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
     info = idx.info()
-    typer.echo(f"indexed {info['n_docs']} documents ({info['n_terms']} terms, {info['n_postings']} postings) "
-               f"into {out} in {seconds:.1f}s")
+    shape = (f"{info['n_terms']} terms, {info['n_postings']} postings" if "n_postings" in info
+             else f"{info['format']} vectors")
+    typer.echo(f"indexed {info['n_docs']} documents ({shape}) into {out} in {seconds:.1f}s")
 
 
 @app.command()
@@ -195,7 +201,7 @@ def eval_command(
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     run: Optional[Path] = typer.Option(None, help="Write the TREC run here."),
     k: int = typer.Option(1000, "-k", "--k", help="Hits per query (at least 1; clamped to the index's documents)."),
-    encoder: str = typer.Option("bm25", help="Encoder when building: bm25, splade or inference-free."),
+    encoder: str = typer.Option("bm25", help="Encoder when building: bm25, splade, inference-free or dense."),
     k1: float = typer.Option(0.9, help="BM25 k1 when building."),
     b: float = typer.Option(0.4, help="BM25 b when building."),
     model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),

@@ -84,3 +84,28 @@ def test_a_live_dense_collection_recovers_its_log(model: Path, docs: list[Docume
     assert again.n_docs == 19 and again.search(query, 4).ids == want_ids
     assert again.document("d0") == docs[0]
     again.close()
+
+
+def test_the_cli_indexes_and_searches_with_a_dense_encoder(model: Path, docs: list[Document],
+                                                            tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from sparsearch.cli import app
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": d.doc_id, "title": d.title, "text": d.text}) + "\n"
+                              for d in docs[:30]))
+    runner = CliRunner()
+    built = runner.invoke(app, ["index", str(corpus), "--out", str(tmp_path / "idx"), "--encoder", "dense",
+                                "--model", str(model), "--device", "cpu", "--no-progress"])
+    assert built.exit_code == 0, built.output
+    query = docs[4].text[:70]
+    found = runner.invoke(app, ["search", str(tmp_path / "idx"), query, "-k", "3", "--json"])
+    assert found.exit_code == 0, found.output
+    encoder = DenseEncoder(DenseConfig(model_dir=str(model), device="cpu"))
+    assert [h["_id"] for h in json.loads(found.stdout)["hits"]] == expected(encoder, docs[:30], query, 3)[0]
+    refused = runner.invoke(app, ["index", str(corpus), "--out", str(tmp_path / "x"), "--encoder", "dense",
+                                  "--model", str(model), "--doc-threshold", "0.1"])
+    assert refused.exit_code == 2 and "not for --encoder dense" in refused.output
