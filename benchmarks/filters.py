@@ -32,7 +32,11 @@ unfiltered ranking, filtered in Python by the documents' metadata, first k
 (over-fetch k*10, then 4x more until k hits survive a post-filter of stored
 metadata: ``LiveIndex.search`` before indexed filters) is timed on the
 flat-form filters it could express, and each path of the filtered search is
-forced in turn (``strategy=``) to show where each wins.
+forced in turn (``strategy=``) to show where each wins: the candidate path
+with each posting list met the cheapest way (``candidates``), or always by
+scanning, galloping or the term bitsets (``candidates:scan``, ``:gallop``,
+``:bitset``), the dense path, the deletion masks.  Those forced paths are
+checked against post-filtering too.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 from filter_reference import matches  # noqa: E402  (the filter language in plain Python)
 from sparsearch import BM25Encoder, Document, Index, read_corpus  # noqa: E402
 from sparsearch.filters import parse_filter  # noqa: E402
-from sparsearch.index import filtering  # noqa: E402
+from sparsearch.index import filter_kernels, filter_postings, filtering  # noqa: E402
 from sparsearch.index.config import IndexConfig  # noqa: E402
 
 FILTERS: dict[str, Any] = {
@@ -79,6 +83,7 @@ FILTERS: dict[str, Any] = {
 OLD_FORM = ("flat {shard: s07}", "flat {shard: none} (matches nothing)")
 STRATEGY_SWEEP = ("shard = s07", "shard in 3 values", "shard in 5 values", "oa = true", "shard in 20 values",
                   "lang = en")
+SWEEP_PATHS = ("candidates", "candidates:scan", "candidates:gallop", "candidates:bitset", "dense", "mask")
 
 
 def metadata(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -167,8 +172,19 @@ def main() -> None:
     for seg in inv.segments:
         filtering.segment_columns(seg)
     columns_ms = (time.perf_counter() - t) * 1000
+    for seg in inv.segments:  # JIT (cached on disk) for these arrays' types, not timed: no term, no bitset
+        filter_kernels.term_bits(seg.postings_offsets, seg.postings_docs, seg.n_docs, np.zeros(0, np.int64))
+    t = time.perf_counter()
+    term_bits = [filter_postings.term_bits(seg) for seg in inv.segments if seg.n_docs >= filtering.MIN_CANDIDATE_DOCS]
+    term_bits_ms = (time.perf_counter() - t) * 1000
+    term_bits_info = {"terms": sum(tb.n_terms for tb in term_bits), "bytes": sum(tb.nbytes for tb in term_bits),
+                      "postings": int(sum(np.diff(seg.postings_offsets)[tb.slot >= 0].sum()
+                                          for seg, tb in zip(inv.segments, term_bits))),
+                      "doc_id_bytes": int(sum(seg.postings_docs.nbytes for seg in inv.segments)),
+                      "build_ms": round(term_bits_ms, 1)}
     print(f"{args.n} documents, {inv.n_postings} postings, {len(inv.segments)} segment(s); build {build_s:.1f} s; "
-          f"metadata column index {columns_ms:.0f} ms (once per segment)", flush=True)
+          f"metadata column index {columns_ms:.0f} ms, term bitsets {term_bits_ms:.0f} ms "
+          f"({term_bits_info['terms']} terms, {term_bits_info['bytes'] / 1e6:.1f} MB; once per segment)", flush=True)
 
     parsed = {name: parse_filter(f) for name, f in FILTERS.items()}
     encoded = [index.encode_queries([q]) for q in texts]
@@ -181,7 +197,17 @@ def main() -> None:
             want = [(i, s) for i, s in ranking if matches(meta_of[i], flt)][:k]
             hits = index.search(q, k, filter=flt)
             assert list(zip(hits.ids, hits.scores.tolist())) == want, (name, q)
-    print(f"results equal post-filtering: {len(FILTERS)} filters x {len(full)} queries", flush=True)
+    checked = 0
+    for name in STRATEGY_SWEEP:  # every forced path too, at the index level
+        flt = FILTERS[name]
+        for strategy in SWEEP_PATHS:
+            for e, ranking in zip(encoded, full):
+                want = [(i, s) for i, s in ranking if matches(meta_of[i], flt)][:k]
+                ids, scores = filtering.search(inv, e, k, parsed[name], threads=1, strategy=strategy).row(0)
+                assert list(zip(inv.resolve_ids(ids), scores.tolist())) == want, (name, strategy)
+                checked += 1
+    print(f"results equal post-filtering: {len(FILTERS)} filters x {len(full)} queries; each path forced: "
+          f"{checked} searches", flush=True)
 
     # Filter evaluation, uncached (what the first search with a new filter pays before scoring).
     evaluation_us = {}
@@ -195,7 +221,7 @@ def main() -> None:
     for name, p in parsed.items():
         index_level[name] = (lambda p: lambda e: filtering.search(inv, e, k, p, threads=1))(p)
     for name in STRATEGY_SWEEP:
-        for strategy in ("candidates", "dense", "mask"):
+        for strategy in SWEEP_PATHS:
             index_level[f"{name} [{strategy}]"] = (
                 lambda p, s: lambda e: filtering.search(inv, e, k, p, threads=1, strategy=s))(parsed[name], strategy)
     end_to_end: dict[str, Callable[[Any], Any]] = {"unfiltered": lambda q: index.search(q, k).ids}
@@ -234,7 +260,7 @@ def main() -> None:
         if name in OLD_FORM:
             rows[name]["old_overfetch_end_to_end"] = {**old_t[name], "speedup_cpu": ratio(old_t, name)}
     sweep = {name: {s: {**idx_t[f"{name} [{s}]"], "speedup_cpu": ratio(idx_t, f"{name} [{s}]")}
-                    for s in ("candidates", "dense", "mask")} for name in STRATEGY_SWEEP}
+                    for s in SWEEP_PATHS} for name in STRATEGY_SWEEP}
 
     print(f"\nunfiltered: index {idx_t['unfiltered']['cpu_us']} us, end to end {e2e_t['unfiltered']['cpu_us']} us "
           f"per query (CPU; {len(texts)} queries, k={k}, 1 thread, best of {args.reps} passes)")
@@ -251,13 +277,13 @@ def main() -> None:
     print("\nindex search per path (speed-up over unfiltered):")
     for name, by in sweep.items():
         print(f"  {name:22} {selectivity[name]:6.1%}  " + "  ".join(
-            f"{s} {v['cpu_us']:7.1f} us {v['speedup_cpu']:5.2f}x" for s, v in by.items()))
+            f"{s.replace('candidates:', 'c:')} {v['cpu_us']:6.1f} us {v['speedup_cpu']:5.2f}x" for s, v in by.items()))
     report = {
         "command": "python benchmarks/filters.py " + " ".join(sys.argv[1:]),
         "n_docs": args.n, "n_postings": int(inv.n_postings), "segments": len(inv.segments), "queries": len(texts),
         "k": k, "threads": 1, "reps": args.reps, "build_seconds": round(build_s, 1),
-        "column_index_ms": round(columns_ms, 1), "unfiltered": {"index": idx_t["unfiltered"],
-                                                                "end_to_end": e2e_t["unfiltered"]},
+        "column_index_ms": round(columns_ms, 1), "term_bitsets": term_bits_info,
+        "unfiltered": {"index": idx_t["unfiltered"], "end_to_end": e2e_t["unfiltered"]},
         "filters": rows, "paths": sweep, "checked_against_post_filter": len(full),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": os.getloadavg()},

@@ -252,22 +252,37 @@ def cache_key(flt: Filter) -> Hashable:
 
     Dataclass equality is not that: ``Eq("f", True) == Eq("f", 1)`` in Python,
     but ``true`` is not the number 1 here; the key carries each value's kind.
+    Made on every filtered search (the plan cache's key), so one dict lookup
+    by type finds how.
     """
-    if isinstance(flt, (And, Or)):
-        return (type(flt).__name__, tuple(cache_key(c) for c in flt.clauses))
-    if isinstance(flt, Not):
-        return ("not", cache_key(flt.clause))
-    if isinstance(flt, Eq):
-        return ("in", flt.field, ((kind_of(flt.value), flt.value),))
-    if isinstance(flt, In):
-        return ("in", flt.field, tuple((kind_of(v), v) for v in flt.values))
-    if isinstance(flt, Range):
-        return ("range", flt.field, flt.gt, flt.gte, flt.lt, flt.lte)
-    if isinstance(flt, Exists):
-        return ("exists", flt.field, flt.exists)
-    if all(kind_of(v) != "other" or v is None for _, v in flt.items):
-        return ("flat", tuple((key, kind_of(v), v) for key, v in flt.items))
-    return ("flat", json.dumps(flt.items, sort_keys=True))
+    make = _KEY_MAKERS.get(type(flt))
+    if make is None:  # a subclass of a clause
+        make = next((m for t, m in _KEY_MAKERS.items() if isinstance(flt, t)), None)
+        if make is None:
+            raise TypeError(f"not a filter: {flt!r}")
+    return make(flt)
+
+
+def _flat_key(flt: FlatEquals) -> Hashable:
+    items = []
+    for key, v in flt.items:
+        kind = kind_of(v)
+        if kind == "other" and v is not None:
+            return ("flat", json.dumps(flt.items, sort_keys=True))
+        items.append((key, kind, v))
+    return ("flat", tuple(items))
+
+
+_KEY_MAKERS: dict[type, Any] = {
+    Eq: lambda f: ("in", f.field, ((kind_of(f.value), f.value),)),
+    In: lambda f: ("in", f.field, tuple([(kind_of(v), v) for v in f.values])),
+    Range: lambda f: ("range", f.field, f.gt, f.gte, f.lt, f.lte),
+    Exists: lambda f: ("exists", f.field, f.exists),
+    And: lambda f: ("And", tuple([cache_key(c) for c in f.clauses])),
+    Or: lambda f: ("Or", tuple([cache_key(c) for c in f.clauses])),
+    Not: lambda f: ("not", cache_key(f.clause)),
+    FlatEquals: _flat_key,
+}
 
 
 # ---------------------------------------------------------------- parsing

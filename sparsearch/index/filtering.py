@@ -8,9 +8,11 @@ metadata column index), and the search never ranks a document outside them:
   nothing costs its evaluation, not a search);
 * a selective filter (at most :data:`CANDIDATE_FRACTION` of a large
   segment) scores only the matching documents
-  (:mod:`~sparsearch.index.filter_kernels`): each query term's posting list
-  is read once against the filter's bitset, with no score computed and no
-  accumulator written for any other document;
+  (:mod:`~sparsearch.index.filter_kernels`), with no score computed and no
+  accumulator written for any other document: each query term's posting
+  list is scanned against the filter's bitset, galloped through, or, for a
+  long list, its bitset (:mod:`~sparsearch.index.filter_postings`) is
+  intersected with the filter's, whichever costs least;
 * otherwise the filter is folded into the segment's deletion mask
   (``seg.with_deletes(deleted | ~match)``) and the ordinary kernels run, which
   skip masked documents before their top-k selection.
@@ -40,7 +42,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from sparsearch.filters import Filter, cache_key, parse_filter
-from sparsearch.index import filter_kernels
+from sparsearch.index import filter_kernels, filter_postings
 from sparsearch.index.columns import SegmentMatch, evaluate, filter_masks, segment_columns  # noqa: F401 (re-exported)
 from sparsearch.index.inverted import InvertedIndex, TopK
 from sparsearch.index.segment import Segment
@@ -52,8 +54,11 @@ CANDIDATE_FRACTION = 0.15
 #: ... and it holds at least this many documents (smaller ones take the masked path, whose
 #: NumPy twin needs no JIT compilation: tests and small collections never compile the scorer).
 MIN_CANDIDATE_DOCS = 8192
-#: The ways a segment can be searched under a filter (see the module's docstring).
-STRATEGIES = ("auto", "candidates", "dense", "mask")
+#: The ways a segment can be searched under a filter (see the module's docstring); "candidates:scan",
+#: ":gallop" and ":bitset" force how every posting list meets the candidates (tests and benchmarks).
+STRATEGIES = ("auto", "candidates", "dense", "mask", "candidates:scan", "candidates:gallop", "candidates:bitset")
+_METHODS = {"candidates": filter_kernels.METHOD_AUTO, "candidates:scan": filter_kernels.METHOD_SCAN,
+            "candidates:gallop": filter_kernels.METHOD_GALLOP, "candidates:bitset": filter_kernels.METHOD_BITSET}
 #: Filters whose plan is kept per snapshot.
 PLAN_CACHE = 32
 
@@ -89,6 +94,10 @@ class _Candidates:
     bits: np.ndarray
     cands: np.ndarray
     ranks: np.ndarray
+    #: The kernel's arguments after the queries' (filter_kernels.search_serial_py): bits, cands, ranks,
+    #: the words holding candidates, each candidate's kd, the segment's postings and term bitsets, the
+    #: method, the doc id base.
+    args: tuple = ()
 
 
 @dataclass
@@ -151,10 +160,11 @@ def _make_plan(inverted: InvertedIndex, flt: Filter, strategy: str, where: str) 
         if strategy == "auto":
             path = ("mask" if seg.n_docs < MIN_CANDIDATE_DOCS else
                     "candidates" if match.count <= CANDIDATE_FRACTION * seg.n_docs else "dense")
-        if path == "candidates":
-            bits, cands, ranks = filter_kernels.bitset(match.as_ids(), seg.n_docs)
+        if path.startswith("candidates"):
+            bits, cands, ranks, words = filter_kernels.bitset(match.as_ids(), seg.n_docs)
             if len(cands):
-                out.candidates.append(_Candidates(seg, int(inverted.bases[i]), bits, cands, ranks))
+                out.candidates.append(_candidates(inverted, seg, int(inverted.bases[i]), bits, cands, ranks, words,
+                                                  _METHODS[path]))
             continue
         mask = match.as_mask(seg.n_docs)
         if not mask.any():
@@ -192,6 +202,8 @@ def search(inverted: InvertedIndex, queries: SparseBatch, k: int, flt: Any, thre
     if parsed is None:
         return inverted.search(queries, k, threads=threads, method=method)
     p = plan(inverted, parsed, strategy, where)
+    if len(p.candidates) == 1 and not p.dense and p.view is None:  # one large segment: the common case
+        return _search_candidates(inverted, p.candidates[0], queries, k, threads)
     n_q = len(queries)
     parts = [_search_candidates(inverted, c, queries, k, threads) for c in p.candidates] if n_q else []
     parts += [_search_dense(inverted, d, queries, k, threads) for d in p.dense] if n_q else []
@@ -249,25 +261,35 @@ def _length_params(inverted: InvertedIndex) -> tuple:
     return params
 
 
+def _candidates(inverted: InvertedIndex, seg: Segment, base: int, bits: np.ndarray, cands: np.ndarray,
+                ranks: np.ndarray, words: np.ndarray, method: int) -> _Candidates:
+    transform, k_table, k1, b_over_avgdl, one_minus_b, exact = _length_params(inverted)
+    kdc = (np.zeros(0, np.float32) if inverted.scoring.transform == "linear" else
+           filter_kernels.candidate_kd(cands, k_table, seg.doc_norms, k1, b_over_avgdl, one_minus_b, seg.doc_lengths,
+                                       exact))
+    tb = filter_postings.term_bits(seg, every_term=method == filter_kernels.METHOD_BITSET)
+    args = (bits, cands, ranks, words, kdc, seg.postings_offsets, seg.postings_docs, seg.postings_weights, seg.scales,
+            transform, tb.slot, tb.bits, tb.rel, tb.sup, method, base)
+    return _Candidates(seg, base, bits, cands, ranks, args)
+
+
 def _search_candidates(inverted: InvertedIndex, c: _Candidates, queries: SparseBatch, k: int,
                        threads: int | None) -> TopK:
-    transform, k_table, k1, b_over_avgdl, one_minus_b, exact = _length_params(inverted)
-    seg = c.segment
     n_q = len(queries)
     out = TopK(np.zeros((n_q, k), np.float32), np.zeros((n_q, k), np.int64), np.zeros(n_q, np.int64))
-    args = (c.bits, c.cands, c.ranks, queries.offsets, queries.term_ids, queries.weights, seg.postings_offsets,
-            seg.postings_docs, seg.postings_weights, seg.scales, transform, k_table, seg.doc_norms, k1, b_over_avgdl,
-            one_minus_b, seg.doc_lengths, exact, k, c.base, filter_kernels.GALLOP_RATIO, out.scores, out.doc_ids,
-            out.counts)
     compiled = filter_kernels.compiled()
     if n_q == 1 or threads == 1:
-        compiled.candidates_serial(*args)
+        compiled.candidates_serial(queries.offsets, queries.term_ids, queries.weights, *c.args, k,
+                                   filter_kernels.GALLOP_RATIO, filter_kernels.WORD_RATIO, out.scores, out.doc_ids,
+                                   out.counts)
         return out
     import numba
 
     n_threads = min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     with _numba_threads(numba, n_threads):
-        compiled.candidates_parallel(max(1, min(n_threads, n_q)), *args)
+        compiled.candidates_parallel(max(1, min(n_threads, n_q)), queries.offsets, queries.term_ids, queries.weights,
+                                     *c.args, k, filter_kernels.GALLOP_RATIO, filter_kernels.WORD_RATIO, out.scores,
+                                     out.doc_ids, out.counts)
     return out
 
 
