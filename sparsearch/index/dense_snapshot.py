@@ -29,6 +29,7 @@ from sparsearch.index.config import IndexConfig
 from sparsearch.index.dense_ann import bitmap, knn_exact, omp_threads
 from sparsearch.index.dense_segment import DenseSegment
 from sparsearch.index.dense_settings import DenseIndexSettings
+from sparsearch.index.documents import SegmentDocuments
 from sparsearch.index.manifest import Manifest
 from sparsearch.scoring import Scoring
 from sparsearch.types import CollectionStats, Hits
@@ -92,7 +93,7 @@ class Ranked:
         return self.scores[q, :n], self.ids[q, :n]
 
 
-class DenseSnapshot:
+class DenseSnapshot(SegmentDocuments):
     """An immutable view of dense segments (implements ``IndexSnapshot``)."""
 
     def __init__(self, segments: Sequence[DenseSegment], scoring: Scoring, config: IndexConfig,
@@ -242,40 +243,6 @@ class DenseSnapshot:
                 out.put(i, np.asarray(seg.vectors[rows] @ q[i], np.float32), rows)
             else:
                 out.put(i, scores[i][found], ids[i][found])
-        return out
-
-    # ------------------------------------------------------------ documents
-
-    def locate(self, internal_id: int) -> tuple[DenseSegment, int]:
-        i = int(np.searchsorted(self.bases, internal_id, side="right")) - 1
-        return self.segments[i], int(internal_id - self.bases[i])
-
-    def resolve_ids(self, internal_ids: np.ndarray) -> list[str]:
-        """External ids: straight from the segments for a few, via a table decoded once for many."""
-        if self._id_table is None and len(internal_ids) <= 64:
-            return self.external_ids(internal_ids)
-        if self._id_table is None:
-            self._id_table = [doc_id for seg in self.segments for doc_id in seg.doc_ids.tolist()]
-        return list(map(self._id_table.__getitem__, np.asarray(internal_ids).tolist()))
-
-    def external_ids(self, internal_ids: np.ndarray) -> list[str]:
-        out = []
-        for d in np.asarray(internal_ids).tolist():
-            seg, local = self.locate(d)
-            out.append(seg.external_id(local))
-        return out
-
-    def stored_fields(self, internal_id: int, names: Sequence[str] | None = None) -> dict[str, Any]:
-        """Stored fields of a document; ``names`` limits which are decoded."""
-        seg, local = self.locate(internal_id)
-        if names is None:
-            return seg.stored(local)
-        out = {}
-        for name in names:
-            f = seg.fields.get(name)
-            value = None if f is None else f.get(local)
-            if value is not None:
-                out[name] = value
         return out
 
 

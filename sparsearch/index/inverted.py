@@ -22,6 +22,7 @@ from sparsearch.errors import IndexFormatError
 from sparsearch.index import kernels, small
 from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
+from sparsearch.index.documents import SegmentDocuments
 from sparsearch.index.manifest import Manifest
 from sparsearch.index.segment import Segment, open_segment
 from sparsearch.types import CollectionStats, Hits, SparseBatch
@@ -43,7 +44,7 @@ class TopK:
         return self.doc_ids[q, :n], self.scores[q, :n]
 
 
-class InvertedIndex:
+class InvertedIndex(SegmentDocuments):
     """A snapshot of segments plus their global statistics; immutable once opened.
 
     Internal doc ids are global: segment ``i`` covers ``[bases[i], bases[i+1])``.
@@ -280,44 +281,6 @@ class InvertedIndex:
             internal, scores = top.row(q)
             out.append(Hits(None, scores, internal, self.resolve_ids, self.stored_fields))
         return out
-
-    # ------------------------------------------------------------ documents
-
-    def locate(self, internal_id: int) -> tuple[Segment, int]:
-        i = int(np.searchsorted(self.bases, internal_id, side="right")) - 1
-        return self.segments[i], int(internal_id - self.bases[i])
-
-    def resolve_ids(self, internal_ids: np.ndarray) -> list[str]:
-        """External ids of internal ids: straight from the segments for a few, via a decoded table for many."""
-        if self._id_table is None and len(internal_ids) <= 64:
-            return self.external_ids(internal_ids)
-        if self._id_table is None:
-            table: list[str] = []
-            for seg in self.segments:
-                table.extend(seg.doc_ids.tolist())
-            self._id_table = table
-        return list(map(self._id_table.__getitem__, internal_ids.tolist()))
-
-    def external_ids(self, internal_ids: np.ndarray) -> list[str]:
-        out = []
-        for d in internal_ids:
-            seg, local = self.locate(int(d))
-            out.append(seg.external_id(local))
-        return out
-
-    def stored_fields(self, internal_id: int, names: Sequence[str] | None = None) -> dict[str, Any]:
-        """Stored fields of a document; ``names`` limits which are decoded."""
-        seg, local = self.locate(internal_id)
-        if names is None:
-            return seg.stored(local)
-        out = {}
-        for name in names:
-            field = seg.fields.get(name)
-            value = None if field is None else field.get(local)
-            if value is not None:
-                out[name] = value
-        return out
-
 
 
 _extremes: dict[int, tuple[Any, np.float32, float]] = {}
