@@ -310,6 +310,7 @@ def check_index(directory: Path) -> CheckReport:
         report.problems.append(str(e))
         return report
     report.format_version = manifest.version
+    dense = manifest.config.get("format") == "dense"  # segments of a dense index hold vectors, not postings
     masks = {info.deletes for info in manifest.segments if info.deletes}
     jobs: list[tuple[int, Path, int | None, int | None]] = []  # (segment index or -1, path, size, crc)
     for name in sorted(manifest.files):
@@ -336,13 +337,22 @@ def check_index(directory: Path) -> CheckReport:
             continue
         try:
             # Checksums were verified just above; opening re-checks sizes and headers and the structure.
-            seg = open_segment(directory, info, mmap=True, deletes_size=manifest.files.get(info.deletes or ""),
-                               verify_checksums="lazy")
+            if dense:
+                from sparsearch.index.dense_segment import open_dense_segment, structure_problem
+
+                seg = open_dense_segment(directory, info, mmap=True,
+                                         deletes_size=manifest.files.get(info.deletes or ""))
+                found = structure_problem(seg, info)
+                problems = [] if found is None else [found]
+            else:
+                seg = open_segment(directory, info, mmap=True, deletes_size=manifest.files.get(info.deletes or ""),
+                                   verify_checksums="lazy")
+                problems = structure_problems(seg, info, deep=True)
         except (SparsearchError, OSError) as e:
             report.problems.append(str(e))
             continue
         report.documents += seg.n_docs
-        report.problems += [f"{directory / info.name}: {p}" for p in structure_problems(seg, info, deep=True)]
+        report.problems += [f"{directory / info.name}: {p}" for p in problems]
     _check_encoder(report, directory, manifest)
     report.seconds = time.perf_counter() - started
     return report

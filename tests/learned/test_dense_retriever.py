@@ -106,6 +106,16 @@ def test_the_cli_indexes_and_searches_with_a_dense_encoder(model: Path, docs: li
     assert found.exit_code == 0, found.output
     encoder = DenseEncoder(DenseConfig(model_dir=str(model), device="cpu"))
     assert [h["_id"] for h in json.loads(found.stdout)["hits"]] == expected(encoder, docs[:30], query, 3)[0]
+    checked = runner.invoke(app, ["check", str(tmp_path / "idx")])
+    assert checked.exit_code == 0 and "ok:" in checked.stdout and "30 documents" in checked.stdout, checked.output
+    from sparsearch.index.manifest import Manifest
+
+    vectors = tmp_path / "idx" / Manifest.read(tmp_path / "idx").segments[0].name / "vectors.npy"
+    data = bytearray(vectors.read_bytes())
+    data[-3] ^= 0x04  # one bit of one weight
+    vectors.write_bytes(bytes(data))
+    damaged = runner.invoke(app, ["check", str(tmp_path / "idx")])
+    assert damaged.exit_code == 2 and "vectors.npy: checksum mismatch" in damaged.output
     refused = runner.invoke(app, ["index", str(corpus), "--out", str(tmp_path / "x"), "--encoder", "dense",
                                   "--model", str(model), "--doc-threshold", "0.1"])
     assert refused.exit_code == 2 and "not for --encoder dense" in refused.output
