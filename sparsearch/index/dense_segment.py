@@ -34,7 +34,7 @@ from sparsearch.index.dense_ann import ANN_FILES, Ann, build_ann
 from sparsearch.index.dense_settings import DenseIndexSettings
 from sparsearch.index.manifest import SegmentInfo
 from sparsearch.index.segment_types import (
-    ID_STEMS, TEXT_FIELDS, DocIds, IdTable, SegmentSource, StoredField, _crc_message, _preview)
+    ID_STEMS, TEXT_FIELDS, DocIds, IdTable, SegmentSource, StoredField, _crc_message, _preview, decode_fields)
 from sparsearch.index.storage import fsync_files, fsync_path, make_dir, save_array, write_bytes
 from sparsearch.index.verify import _offsets_problem
 
@@ -91,12 +91,7 @@ class DenseSegment:
         return self.doc_ids.get(local)
 
     def stored(self, local: int) -> dict[str, Any]:
-        out = {}
-        for name, f in self.fields.items():
-            value = f.get(local)
-            if value is not None:
-                out[name] = value
-        return out
+        return decode_fields(self.fields, local)
 
     def verify_checksums(self) -> None:
         """Checksum the mapped files that opening left unverified (a no-op in memory)."""

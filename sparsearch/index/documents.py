@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sparsearch.index.segment_types import decode_fields
+
 
 class SegmentDocuments:
     """Needs ``self.segments`` and ``self.bases`` (int64, one more entry than segments) and ``self._id_table``."""
@@ -42,12 +44,4 @@ class SegmentDocuments:
     def stored_fields(self, internal_id: int, names: Sequence[str] | None = None) -> dict[str, Any]:
         """Stored fields of a document; ``names`` limits which are decoded."""
         seg, local = self.locate(internal_id)
-        if names is None:
-            return seg.stored(local)
-        out = {}
-        for name in names:
-            f = seg.fields.get(name)
-            value = None if f is None else f.get(local)
-            if value is not None:
-                out[name] = value
-        return out
+        return decode_fields(seg.fields, local, names)

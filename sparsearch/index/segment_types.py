@@ -158,6 +158,17 @@ def check_doc_id(doc_id: str) -> None:
                          f"to {MAX_ID_BYTES} bytes", field="_id")
 
 
+def decode_fields(fields: dict[str, "StoredField"], local: int, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Stored fields of one document (only ``names``, when given): absent values are left out."""
+    out = {}
+    for name in fields if names is None else names:
+        f = fields.get(name)
+        value = None if f is None else f.get(local)
+        if value is not None:
+            out[name] = value
+    return out
+
+
 @dataclass
 class StoredField:
     """Variable-length per-document values: document ``i`` is ``data[offsets[i]:offsets[i+1]]``."""
@@ -286,12 +297,7 @@ class Segment:
             self.source.verify()
 
     def stored(self, local: int) -> dict[str, Any]:
-        out = {}
-        for name, f in self.fields.items():
-            value = f.get(local)
-            if value is not None:
-                out[name] = value
-        return out
+        return decode_fields(self.fields, local)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array to save, by file stem."""
