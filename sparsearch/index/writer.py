@@ -21,6 +21,9 @@ Two modes, one code path:
   with back-off.  After ``kill -9`` the log is replayed on open: its
   sources go back through the caller's ``reindex`` as one batch.  The lock
   is held for the writer's whole life.
+* **attached** (``IndexWriter.open_attached``): live under the one log of a
+  :class:`~sparsearch.index.writer_group.WriterGroup` (a hybrid collection's
+  parts), which logs each write once and drives :meth:`prepare`/:meth:`replay`.
 
 Readers take :attr:`snapshot`, an immutable :class:`InvertedIndex`
 published by a single reference swap, so a search never sees half a write.
@@ -76,7 +79,7 @@ class LiveSettings:
 
 
 @dataclass
-class _Request:
+class WriteRequest:
     """One caller's write, waiting in the group-commit queue."""
 
     op: str
@@ -94,7 +97,7 @@ class IndexWriter:
 
     def __init__(self, base: Any, terms: TermSpace, path: Path | None = None, *,
                  log_path: Path | None = None, settings: LiveSettings = LiveSettings(),
-                 reindex: Reindex | None = None, fmt: SegmentFormat = SPARSE) -> None:
+                 reindex: Reindex | None = None, fmt: SegmentFormat = SPARSE, attached: bool = False) -> None:
         self.path = path
         self.terms = terms
         self.fmt = fmt
@@ -104,7 +107,7 @@ class IndexWriter:
         self._buffer = WriteBuffer(fmt)
         self._live: dict[str, tuple[int, int]] | None = None
         self._lock = threading.RLock()  # the write lock: log order is apply order
-        self._queue: list[_Request] = []
+        self._queue: list[WriteRequest] = []
         self._queue_lock = threading.Lock()
         self._closed = False
         self._held = contextlib.ExitStack()
@@ -112,14 +115,19 @@ class IndexWriter:
         self._last_flush = time.monotonic()
         self._flush_failures = 0
         self._commit_unsynced = False  # a commit whose directory fsync failed: keep the log until synced
-        if log_path is not None:
+        self._attached = attached  # live, logged by a WriterGroup
+        if attached:
+            assert path is not None and log_path is None, "an attached writer has a directory and no log of its own"
+            self._held.enter_context(writer_lock(path))
+            self.publish()
+        elif log_path is not None:
             assert path is not None and reindex is not None, "a live writer needs a directory and a reindex step"
             self._held.enter_context(writer_lock(path))
             try:
                 self._log = WriteAheadLog(log_path)
-                self._replay(self._log.read(), reindex)
+                self.replay(self._log.read(), reindex, str(log_path))
                 self._log.open()
-                self._publish()
+                self.publish()
             except BaseException:
                 self._held.close()
                 raise
@@ -148,6 +156,16 @@ class IndexWriter:
             fmt = format_of(manifest)
             base = fmt.open(path, manifest)
         return cls(base, terms, path, log_path=log_path, settings=settings, reindex=reindex, fmt=fmt)
+
+    @classmethod
+    def open_attached(cls, path: Path, terms: TermSpace, settings: LiveSettings = LiveSettings(),
+                      manifest: Manifest | None = None) -> "IndexWriter":
+        """Live mode under a :class:`~sparsearch.index.writer_group.WriterGroup`'s log: takes the lock for life."""
+        with writer_lock(path):
+            manifest = manifest or Manifest.read(path)
+            fmt = format_of(manifest)
+            base = fmt.open(path, manifest)
+        return cls(base, terms, path, settings=settings, fmt=fmt, attached=True)
 
     def save(self, path: Path, overwrite: bool = False) -> None:
         """Commit the committed segments to ``path`` as a new index (or a new generation of it)."""
@@ -181,7 +199,22 @@ class IndexWriter:
 
     @property
     def live_mode(self) -> bool:
-        return self._log is not None
+        """Writes are logged (by this writer or its group) and visible at once."""
+        return self._log is not None or self._attached
+
+    @property
+    def write_lock(self) -> threading.RLock:
+        return self._lock  # a group holds its members' while it applies to them
+
+    @property
+    def pending_docs(self) -> int:
+        """Documents written since the last flush."""
+        return len(self._buffer.docs)
+
+    @property
+    def durable(self) -> bool:
+        """Nothing buffered and the last commit known durable: the log holds nothing this writer still needs."""
+        return not self._buffer and not self._commit_unsynced
 
     def search(self, queries: Any, k: int, filter: Any = None, threads: int | None = None,
                where: str = "this index") -> list[Hits]:
@@ -225,17 +258,19 @@ class IndexWriter:
             raise InputError(f"{len(ids)} ids but {self.fmt.count(vectors)} vectors")
         stored = list(stored) if stored is not None else [{} for _ in ids]
         srcs = list(sources) if sources is not None else [None] * len(ids)
-        if self._log is not None and any(s is None for s in srcs):
+        if self.live_mode and any(s is None for s in srcs):
             raise InputError("a live index logs each document's source for recovery: give sources")
-        self._submit(_Request("upsert", list(ids), vectors, stored, srcs))
+        self._submit(WriteRequest("upsert", list(ids), vectors, stored, srcs))
 
     def delete(self, ids: Iterable[str]) -> list[str]:
         """Delete documents by id; returns the ids that existed (live: durable when this returns)."""
-        return self._submit(_Request("delete", list(dict.fromkeys(ids))))
+        return self._submit(WriteRequest("delete", list(dict.fromkeys(ids))))
 
-    def _submit(self, request: _Request) -> Any:
+    def _submit(self, request: WriteRequest) -> Any:
         """Group commit: queue the request; whoever holds the write lock next commits the whole queue."""
         self.check_open()
+        if self._attached:
+            raise InputError(f"{self.path}: a part of a collection with one log; write through the collection")
         with self._queue_lock:
             self._queue.append(request)
         with self._lock:
@@ -247,19 +282,19 @@ class IndexWriter:
             raise request.error
         return request.result
 
-    def _apply_batch(self, batch: list[_Request]) -> None:
+    def _apply_batch(self, batch: list[WriteRequest]) -> None:
         """Prepare each request, log them all with one fsync (live), then apply them in order."""
         if self._closed:
             for r in batch:
                 r.error, r.done = IndexClosedError(f"{self.path}: the index was closed"), True
             return
-        prepared: list[tuple[_Request, bytes, Callable[[], Any]]] = []
+        prepared: list[tuple[WriteRequest, bytes, Callable[[], Any]]] = []
         present: dict[str, bool] = {}  # existence of ids after the earlier requests of this batch
         for r in batch:
             try:
-                prepared.append(self._prepare(r, present))
+                prepared.append(self.prepare(r, present))
             except BaseException as e:  # bad input: this request fails alone
-                r.error, r.done = _user_error(e), True
+                r.error, r.done = user_error(e), True
         logged = any(data for _, data, _ in prepared)
         try:
             if logged and self._log is not None:
@@ -271,14 +306,14 @@ class IndexWriter:
         for r, _, apply in prepared:
             r.result, r.done = apply(), True
         if logged and self._log is not None:
-            self._publish()
+            self.publish()
             try:
                 if self.flush_due():
                     self.flush()
             except Exception:  # the writes are durable in the log; the flush is retried later
                 log.warning("flush of %s failed; will retry", self.path, exc_info=True)
 
-    def _prepare(self, r: _Request, present: dict[str, bool]) -> tuple[_Request, bytes, Callable[[], Any]]:
+    def prepare(self, r: WriteRequest, present: dict[str, bool]) -> tuple[WriteRequest, bytes, Callable[[], Any]]:
         """Validate and invert a request (nothing applied yet); returns its log bytes and apply step.
 
         Everything that can refuse the input (JSON encoding of the record, the
@@ -295,7 +330,7 @@ class IndexWriter:
                 return r, b"", lambda: None
             part = self.fmt.build(r.ids, r.vectors, r.stored, self.terms.n_terms, self._base.config)
             data = b""
-            if self._log is not None:
+            if self.live_mode:
                 data = encode_record({"op": "upsert", "docs": [{**(s or {}), "_id": i}
                                                                for i, s in zip(r.ids, r.sources)]})
             for i in r.ids:
@@ -305,7 +340,7 @@ class IndexWriter:
         found = [i for i in r.ids if present.get(i, self._exists(i))]
         for i in found:
             present[i] = False
-        data = encode_record({"op": "delete", "ids": found}) if found and self._log is not None else b""
+        data = encode_record({"op": "delete", "ids": found}) if found and self.live_mode else b""
         return r, data, lambda: self._buffer.delete(found, self.live_ids()) or found
 
     def _exists(self, doc_id: str) -> bool:
@@ -319,11 +354,14 @@ class IndexWriter:
 
     # ------------------------------------------------------------ recovery
 
-    def _replay(self, records: list[dict[str, Any]], reindex: Reindex) -> None:
-        """Apply logged records as one batch: fold them to final states, re-encode the survivors once."""
+    def replay(self, records: list[dict[str, Any]], reindex: Reindex, where: str) -> None:
+        """Apply logged records as one batch: fold them to final states, re-encode the survivors once.
+
+        Idempotent: records whose effects a commit already holds (a flush
+        that took effect before the log was emptied) give the same documents.
+        """
         final: dict[str, dict[str, Any]] = {}
         touched: set[str] = set()
-        assert self._log is not None
         for n, record in enumerate(records, start=1):
             try:
                 if record["op"] == "upsert":
@@ -337,7 +375,7 @@ class IndexWriter:
                         final.pop(str(doc_id), None)
                         touched.add(str(doc_id))
             except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise IndexFormatError(f"{self._log.path}: record {n} is malformed ({e})") from None
+                raise IndexFormatError(f"{where}: record {n} is malformed ({e})") from None
         live = self.live_ids()
         self._buffer.deleted = {i for i in touched if i in live}
         if final:
@@ -392,12 +430,15 @@ class IndexWriter:
                                 "keeps its writes until the commit is known durable", self.path, error)
                     self._commit_unsynced = True
                 self._buffer.clear()
-                self._publish()
-                if self._log is not None and self._commit_durable():
-                    self._log.reset()
+                self.publish()
+                if self.live_mode and self._commit_durable():
+                    if self._log is not None:
+                        self._log.reset()
                     self._merge_all()
             elif self._log is not None and self._log.size and self._commit_durable():
                 self._log.reset()
+            elif self._attached:
+                self._commit_durable()
             self._flush_failures = 0
             self._last_flush = time.monotonic()
 
@@ -433,7 +474,7 @@ class IndexWriter:
                 self._base = commit_generation(self.path, self._generation() + 1, base.manifest, parts,
                                                self.terms, base.scoring, base.config, self.fmt)
         self._live = None
-        if self._log is None:
+        if not self.live_mode:
             self._snapshot = self._base
 
     def merge(self, policy: MergePolicy | None = None) -> bool:
@@ -444,7 +485,7 @@ class IndexWriter:
         because statistics are collection-wide.
         """
         with self._lock:
-            if self._buffer and self._log is None:
+            if self._buffer and not self.live_mode:
                 raise RuntimeError("commit pending changes before merging")
             segments = self._base.segments
             live = [int(s.live_mask().sum()) for s in segments]
@@ -465,8 +506,8 @@ class IndexWriter:
             except BaseException:
                 self.reload()
                 raise
-            if self._log is not None:
-                self._publish()
+            if self.live_mode:
+                self.publish()
             return True
 
     def _merge_all(self) -> None:
@@ -497,7 +538,7 @@ class IndexWriter:
         if manifest is not None and (self._base.manifest is None or manifest.generation != self._generation()):
             self._base = self.fmt.open(self.path, manifest)
             self._live = None
-            if self._log is None:
+            if not self.live_mode:
                 self._snapshot = self._base
 
     # ------------------------------------------------------------ life cycle
@@ -507,14 +548,16 @@ class IndexWriter:
         with self._lock:
             if self._closed:
                 return
-            if self._log is not None:
-                scheduler().unregister(self)
+            if self.live_mode:
+                if self._log is not None:
+                    scheduler().unregister(self)
                 if flush:
                     try:
                         self.commit()
                     except SparsearchError:
                         log.warning("%s: final flush failed; the log keeps every write", self.path, exc_info=True)
-                self._log.close()
+                if self._log is not None:
+                    self._log.close()
             self._closed = True
             self._held.close()
 
@@ -526,7 +569,7 @@ class IndexWriter:
         if self._closed:
             raise IndexClosedError(f"{self.path}: the index was closed")
 
-    def _publish(self) -> None:
+    def publish(self) -> None:
         """Swap in a new snapshot: committed segments with pending deletions masked, plus the buffer."""
         base = self._base
         live = self.live_ids()
@@ -540,7 +583,7 @@ class IndexWriter:
         self._snapshot = self.fmt.snapshot(segments, base.scoring, base.config)
 
 
-def _user_error(error: BaseException) -> BaseException:
+def user_error(error: BaseException) -> BaseException:
     """Validation errors of bad input reach the caller as input errors; others as they are."""
     if isinstance(error, (SparsearchError, MemoryError)) or not isinstance(error, (ValueError, TypeError)):
         return error

@@ -60,8 +60,13 @@ def is_dense(retriever: Any) -> bool:
     return not isinstance(retriever.encoder, SparseEncoder)
 
 
+def encoder_is_bm25(encoder: Any) -> bool:
+    """BM25-like: a sparse encoder whose scoring saturates term frequencies (RM3 applies to it)."""
+    return isinstance(encoder, SparseEncoder) and encoder.scoring.transform == "saturate"
+
+
 def is_bm25(retriever: Any) -> bool:
-    return isinstance(retriever.encoder, SparseEncoder) and retriever.encoder.scoring.transform == "saturate"
+    return encoder_is_bm25(retriever.encoder)
 
 
 class HybridRetriever:
@@ -77,31 +82,43 @@ class HybridRetriever:
         if settings.prf in ("rm3", "both") and any(is_bm25(p) for p in parts) and text_of is None:
             raise ValueError("RM3 re-encodes the feedback documents: give text_of (doc id -> Document)")
 
-    def search(self, query: str, k: int = 10) -> Hits:
-        return self.search_batch([query], k)[0]
+    def search(self, query: str, k: int = 10, filter: Any = None) -> Hits:
+        return self.search_batch([query], k, filter=filter)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None) -> list[Hits]:
+    def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
+                     filter: Any = None) -> list[Hits]:
+        """Fused top-``k``; ``filter`` (:mod:`sparsearch.filters`) restricts every part's searches, PRF's too.
+
+        One part with feedback: its own ranking (raw scores) chooses and
+        weighs the feedback documents, as a PRF run over one retriever does,
+        and the second ranking is returned as it is.
+        """
+        from sparsearch.filters import parse_filter
+
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         s = self.settings
+        parsed = parse_filter(filter)
         depth = max(s.depth, k)
-        first = [p.search_batch(queries, depth, threads=threads) for p in self.parts]
-        fused = fuse_batch(first, s.fusion, k=depth)
+        first = [p.search_batch(queries, depth, threads=threads, filter=parsed) for p in self.parts]
+        single = len(self.parts) == 1
+        fused = first[0] if single else fuse_batch(first, s.fusion, k=depth)
         if s.prf == "none":
             return [_top(h, k) for h in fused]
         feedback = [h.ids[: s.fb_docs] for h in fused]
         second = []
         for part, run in zip(self.parts, first):
             if s.prf in ("rm3", "both") and is_bm25(part):
-                second.append(self._rm3(part, queries, feedback, fused, depth, threads))
+                second.append(self._rm3(part, queries, feedback, fused, depth, threads, parsed))
             elif s.prf in ("rocchio", "both") and is_dense(part):
-                second.append(self._rocchio(part, queries, feedback, depth, threads))
+                second.append(self._rocchio(part, queries, feedback, depth, threads, parsed))
             else:
                 second.append(run)
-        return [_top(h, k) for h in fuse_batch(second, s.fusion, k=depth)]
+        final = second[0] if single else fuse_batch(second, s.fusion, k=depth)
+        return [_top(h, k) for h in final]
 
     def _rm3(self, part: Any, queries: Sequence[str], feedback: list[list[str]], fused: list[Hits], depth: int,
-             threads: int | None) -> list[Hits]:
+             threads: int | None, parsed: Any = None) -> list[Hits]:
         """RM3 over ``part`` with feedback documents (and their weights) from the fused ranking."""
         from sparsearch.retriever.prf import bm25_query_batch, expand_with_feedback
 
@@ -114,10 +131,10 @@ class HybridRetriever:
             weights.append(w - w.min() + 1e-6 if len(w) and w.min() < 0 else w)
         assert self.text_of is not None
         expanded = expand_with_feedback(part, queries, feedback, weights, self.text_of, self.settings.rm3, snap)
-        return snap.hits(bm25_query_batch(expanded, snap.stats), depth, threads=threads)
+        return snap.hits(bm25_query_batch(expanded, snap.stats), depth, parsed, threads=threads)
 
     def _rocchio(self, part: Any, queries: Sequence[str], feedback: list[list[str]], depth: int,
-                 threads: int | None) -> list[Hits]:
+                 threads: int | None, parsed: Any = None) -> list[Hits]:
         """Rocchio over a dense ``part``: queries moved toward the fused ranking's top documents."""
         snap = part.snapshot
         q = part.encode_queries(queries, snap)
@@ -127,7 +144,7 @@ class HybridRetriever:
             rows = [snap.segments[where[d][0]].vectors[where[d][1]] for d in ids if d in where]
             vectors.append(np.asarray(rows, np.float32).reshape(len(rows), q.shape[1]))
         moved = rocchio(q, vectors, self.settings.rocchio_alpha, self.settings.rocchio_beta, normalize=False)
-        return snap.hits(np.ascontiguousarray(moved, np.float32), depth, threads=threads)
+        return snap.hits(np.ascontiguousarray(moved, np.float32), depth, parsed, threads=threads)
 
 
 def _top(hits: Hits, k: int) -> Hits:

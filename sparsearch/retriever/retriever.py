@@ -31,7 +31,7 @@ from sparsearch.index.writer import IndexWriter, LiveSettings
 from sparsearch.protocols import Encoder, SparseEncoder, StreamingEncoder
 from sparsearch.scoring import Scoring
 from sparsearch.retriever.registry import encoder_class
-from sparsearch.types import Document, Hits, SparseBatch
+from sparsearch.types import Document, Hits
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,16 @@ def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def reindexer(encoder: Any, fields: Sequence[str]) -> Any:
+    """The recovery step of a live index: logged sources encoded again, as one batch."""
+
+    def reindex(ids: list[str], sources: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+        docs = [document_from_source(i, s) for i, s in zip(ids, sources)]
+        return encoder.encode_documents(docs), [stored_fields_of(d, fields) for d in docs]
+
+    return reindex
 
 
 def load_encoder(directory: Path, manifest: Manifest) -> Any:
@@ -195,16 +205,20 @@ class Retriever:
         path = Path(path)
         manifest = Manifest.read(path / INDEX_DIR)
         encoder = load_encoder(path / INDEX_DIR, manifest)
-        fields = IndexConfig.from_dict(manifest.config).stored_fields
-
-        def reindex(ids: list[str], sources: list[dict[str, Any]]) -> tuple[SparseBatch, list[dict[str, Any]]]:
-            """Encode logged sources again (recovery after a crash), as one batch."""
-            docs = [document_from_source(i, s) for i, s in zip(ids, sources)]
-            return encoder.encode_documents(docs), [stored_fields_of(d, fields) for d in docs]
-
+        reindex = reindexer(encoder, IndexConfig.from_dict(manifest.config).stored_fields)
         writer = IndexWriter.open_live(path / INDEX_DIR, path / WAL_NAME, EncoderTerms(encoder), reindex,
                                        settings, manifest)
         return cls(encoder, writer)
+
+    @classmethod
+    def open_attached(cls, path: str | Path, settings: LiveSettings = LiveSettings()) -> tuple["Retriever", Any]:
+        """The index at ``path`` as a member of a :class:`~sparsearch.index.writer_group.WriterGroup`,
+        with its recovery step (the group owns the log)."""
+        path = Path(path)
+        manifest = Manifest.read(path)
+        encoder = load_encoder(path, manifest)
+        writer = IndexWriter.open_attached(path, EncoderTerms(encoder), settings, manifest)
+        return cls(encoder, writer), reindexer(encoder, IndexConfig.from_dict(manifest.config).stored_fields)
 
     # ------------------------------------------------------------ writes
 
@@ -214,15 +228,24 @@ class Retriever:
         Batch mode: visible to searches at :meth:`commit`, which applies the
         whole batch at once.  Live mode: durable and visible when this returns.
         """
-        fields = self.writer.committed.config.stored_fields
         n = 0
-        for chunk in _chunks(documents, self.writer.committed.config.chunk_size):
-            with self._encode_lock:
-                vectors = self.encoder.encode_documents(chunk)
+        for chunk in self.chunks(documents):
+            vectors, stored = self.encode_for_index(chunk)
             sources = [document_source(d) for d in chunk] if self.writer.live_mode else None
-            self.writer.add([d.doc_id for d in chunk], vectors, [stored_fields_of(d, fields) for d in chunk], sources)
+            self.writer.add([d.doc_id for d in chunk], vectors, stored, sources)
             n += len(chunk)
         return n
+
+    def chunks(self, documents: Iterable[Document]) -> Iterator[list[Document]]:
+        """``documents`` in the index's encoding chunks."""
+        return _chunks(documents, self.writer.committed.config.chunk_size)
+
+    def encode_for_index(self, chunk: Sequence[Document]) -> tuple[Any, list[dict[str, Any]]]:
+        """A chunk's vectors and the stored fields this index keeps of it."""
+        fields = self.writer.committed.config.stored_fields
+        with self._encode_lock:
+            vectors = self.encoder.encode_documents(chunk)
+        return vectors, [stored_fields_of(d, fields) for d in chunk]
 
     upsert = add
 
