@@ -164,7 +164,6 @@ def main() -> None:
     flat_batch, _ = timed(lambda q, th: flat_snap.hits(q, 10, threads=th, exact=True), query_vectors, cores, False)
     result["flat"] = {"qps_one_thread_one_at_a_time": round(flat_one, 2), "qps_batch_all_threads": round(flat_batch, 1)}
     log.info("flat: %s", result["flat"])
-    del flat, flat_snap
 
     settings = DenseIndexSettings(index_type="hnsw", hnsw_m=args.hnsw_m, ef_construction=args.ef_construction)
     hnsw, hnsw_build = build(doc_vectors, ids, settings)
