@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -28,50 +28,9 @@ from sparsearch.cli_models import models_app  # noqa: E402  (models list|path|ex
 
 app.add_typer(models_app, name="models")
 
-EXIT_USER_ERROR = 2
-
-
-def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(EXIT_USER_ERROR)
-
-
-def _given(value):  # type: ignore[no-untyped-def]
-    """``value``, or ``None`` when a command function was called from Python without it (typer's default object)."""
-    return None if isinstance(value, typer.models.ParameterInfo) else value
-
-
-def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
-    from sparsearch.retriever.registry import build_encoder
-
-    return build_encoder("bm25", {"k1": k1, "b": b})
-
-
-ENCODERS = ("bm25", "splade", "inference-free", "dense")
-
-
-def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
-             doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto",
-             doc_threshold: float = 0.0):  # type: ignore[no-untyped-def]
-    """The encoder a command asked for; learned ones need ``--model`` (a folder, a shipped name or a HF id)."""
-    if name == "bm25":
-        return _bm25_encoder(k1, b)
-    if name not in ENCODERS:
-        raise SparsearchError(f"unknown encoder {name!r} (available: {', '.join(ENCODERS)})")
-    if model is None:
-        raise SparsearchError(f"--encoder {name} needs --model: a model folder, a shipped model name "
-                              "(inference-free-minilm) or a Hugging Face id (org/name)")
-    from sparsearch.retriever.registry import build_encoder
-    from sparsearch.retriever.resolve import resolve_model
-
-    found = resolve_model(str(model))  # one-line ModelNotFoundError saying what was tried
-    if name == "dense":  # a bi-encoder: no sparsification settings (its own max length unless given)
-        if doc_top_k is not None or doc_threshold:
-            raise SparsearchError("--doc-top-k and --doc-threshold prune sparse vectors: not for --encoder dense")
-        return build_encoder(name, {"batch_size": batch_size, "device": device}, model=found)
-    settings = dict(max_length=max_length, batch_size=batch_size, device=device, doc_top_k=doc_top_k,
-                    doc_threshold=doc_threshold)
-    return build_encoder(name, settings, model=found)
+from sparsearch.cli_common import (  # noqa: E402,F401  (re-exported: benchmarks import _encoder)
+    ENCODERS, EXIT_USER_ERROR, _bm25_encoder, _encoder, _fail, _given, dense_format)
+from sparsearch.cli_search import ALPHA, FUSION, eval_command, search, search_options  # noqa: E402
 
 
 @app.callback()
@@ -104,8 +63,22 @@ def index(
     device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    dense_model: Optional[str] = typer.Option(None, "--dense-model", help="Also index with this dense bi-encoder "
+                                              "(e.g. all-minilm-l6-v2, or a folder): OUT becomes a hybrid "
+                                              "collection, searched with --mode sparse|dense|hybrid."),
+    dense_index: str = typer.Option("flat", "--dense-index", help="Dense part (or --encoder dense): flat (exact), "
+                                    "hnsw or ivfpq (faiss)."),
+    hnsw_m: Optional[int] = typer.Option(None, "--hnsw-m", help="HNSW links per node (32)."),
+    ef_construction: Optional[int] = typer.Option(None, "--ef-construction", help="HNSW build beam (200)."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="HNSW search beam (128)."),
+    ivf_nlist: Optional[int] = typer.Option(None, "--ivf-nlist", help="IVF lists (about 4 sqrt(n))."),
+    ivf_nprobe: Optional[int] = typer.Option(None, "--ivf-nprobe", help="IVF lists searched (16)."),
+    pq_m: Optional[int] = typer.Option(None, "--pq-m", help="PQ sub-vectors (a divisor of the dimension)."),
+    pq_nbits: Optional[int] = typer.Option(None, "--pq-nbits", help="Bits per PQ code (8)."),
+    fusion: Optional[str] = FUSION,
+    alpha: Optional[float] = ALPHA,
 ) -> None:
-    """Build an index from a corpus."""
+    """Build an index from a corpus (with --dense-model: a sparse + dense hybrid collection)."""
     from sparsearch.corpus import count_lines, read_corpus
     from sparsearch.retriever.retriever import Retriever
 
@@ -117,16 +90,24 @@ def index(
 
             if corpus is not None:
                 raise SparsearchError("give either a corpus or --vectors FILE, not both")
-            if _given(encoder) not in (None, "bm25") or _given(model) is not None:
-                raise SparsearchError("--vectors indexes vectors as they are: --encoder and --model do not apply "
-                                      "(text queries go through --query-analyzer)")
+            if _given(encoder) not in (None, "bm25") or _given(model) is not None or _given(dense_model):
+                raise SparsearchError("--vectors indexes vectors as they are: --encoder, --model and --dense-model "
+                                      "do not apply (text queries go through --query-analyzer)")
             idx = build_from_vectors(vectors, out, _given(query_analyzer), overwrite=overwrite, progress=progress)
         elif corpus is None:
             raise SparsearchError("missing the corpus to index (a corpus.jsonl or BEIR folder, or --vectors FILE)")
         else:
+            fmt = dense_format(_given(dense_index) or "flat", hnsw_m=_given(hnsw_m),
+                               ef_construction=_given(ef_construction), ef_search=_given(ef_search),
+                               ivf_nlist=_given(ivf_nlist), ivf_nprobe=_given(ivf_nprobe), pq_m=_given(pq_m),
+                               pq_nbits=_given(pq_nbits))
             enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device, doc_threshold)
+            if _given(dense_model) is not None:
+                return _index_hybrid(corpus, out, enc, dense_model, fmt, batch_size, device, overwrite, progress,
+                                     search_options(fusion=fusion, alpha=alpha))
             idx = Retriever.build(read_corpus(corpus), path=out, encoder=enc, overwrite=overwrite, progress=progress,
-                              total=count_lines(corpus) if progress else None)
+                                  total=count_lines(corpus) if progress else None,
+                                  fmt=fmt if encoder == "dense" else None)
         seconds = time.perf_counter() - t
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
@@ -136,143 +117,31 @@ def index(
     typer.echo(f"indexed {info['n_docs']} documents ({shape}) into {out} in {seconds:.1f}s")
 
 
-@app.command()
-def search(
-    index_dir: Path = typer.Argument(..., help="Index directory."),
-    query: Optional[str] = typer.Argument(None, help="Query text (omit with --query-vector)."),
-    k: int = typer.Option(10, "-k", "--k", help="Number of hits (at least 1; more than the index holds gives all)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    query_vector: Optional[str] = typer.Option(None, "--query-vector", help="Search with a query vector instead "
-                                               "of text: a JSON object {\"token\": weight} in the index's tokens."),
-    filter_json: Optional[str] = typer.Option(None, "--filter", help="Metadata filter, JSON: {\"field\": \"lang\", "
-                                              "\"eq\": \"en\"}, {\"field\": \"year\", \"gte\": 2000}, {\"field\": "
-                                              "\"tag\", \"in\": [...]}, {\"and\"|\"or\": [...]}, {\"not\": {...}} "
-                                              "(docs/filters.md)."),
-) -> None:
-    """Search an index; prints rank, id, score and title."""
-    from sparsearch.retriever.retriever import Retriever
-    from sparsearch.eval.beir import effective_k
-    from sparsearch.filters import parse_filter
-
-    query_vector = _given(query_vector)
-    filter_json = _given(filter_json)
-    # k is checked here rather than with typer's min=1, whose message is a multi-line usage box;
-    # it is clamped to the document count because the search allocates k result slots.
-    try:
-        effective_k(k, 1)
-        if (query is None) == (query_vector is None):
-            raise SparsearchError("give a query text or --query-vector JSON (one of the two)")
-        flt = parse_filter(filter_json)  # a malformed filter fails before the index is opened
-        idx = Retriever.open(index_dir)
-        if query_vector is not None:
-            from sparsearch.vectors_io import parse_query_vector, search_vectors
-
-            if flt is not None:
-                raise SparsearchError("--filter works with a text query, not with --query-vector")
-            vector = parse_query_vector(query_vector)
-            hits = search_vectors(idx, [vector], effective_k(k, idx.n_docs), threads=1)[0]
-        else:
-            hits = idx.search(query, effective_k(k, idx.n_docs), filter=flt)
-    except (SparsearchError, ValueError, OSError) as e:
-        _fail(e)
-    except MemoryError:
-        _fail(SparsearchError(f"not enough memory to search with k={k}; use a smaller -k"))
-    rows = []
-    for rank, (doc_id, score, internal) in enumerate(zip(hits.ids, hits.scores, hits.internal_ids), start=1):
-        title = idx.stored_fields(int(internal)).get("title", "")
-        rows.append({"rank": rank, "_id": doc_id, "score": float(score), "title": title})
-    if as_json:
-        typer.echo(json.dumps({"query": query if query_vector is None else vector, "hits": rows}, ensure_ascii=False))
-        return
-    if not rows:
-        typer.echo("no hits")
-    for r in rows:
-        typer.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r['_id']}  {r['title']}")
-
-
-@app.command("eval")
-def eval_command(
-    dataset: str = typer.Argument(..., help="BEIR dataset folder, a dataset name (scifact; `sparsearch datasets "
-                                  "list`) or irds:ID; a name not cached is downloaded."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default: $SPARSEARCH_CACHE, "
-                                             "else ~/.cache/sparsearch)."),
-    index_dir: Optional[Path] = typer.Option(None, "--index", help="Existing index; built here if omitted."),
-    split: str = typer.Option("test", help="qrels split."),
-    report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
-    run: Optional[Path] = typer.Option(None, help="Write the TREC run here."),
-    k: int = typer.Option(1000, "-k", "--k", help="Hits per query (at least 1; clamped to the index's documents)."),
-    encoder: str = typer.Option("bm25", help="Encoder when building: bm25, splade, inference-free or dense."),
-    k1: float = typer.Option(0.9, help="BM25 k1 when building."),
-    b: float = typer.Option(0.4, help="BM25 b when building."),
-    model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
-    max_length: int = typer.Option(256, help="Token limit of learned encoders."),
-    doc_top_k: Optional[int] = typer.Option(None, help="Keep the k largest weights per document (learned)."),
-    doc_threshold: float = typer.Option(0.0, help="Drop document weights at or below this (learned): static "
-                                        "pruning, fewer postings and faster queries for a little quality."),
-    batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
-    speed: bool = typer.Option(True, help="Measure QPS and latency."),
-    query_vectors: Optional[Path] = typer.Option(None, "--query-vectors", help="Search --index with precomputed "
-                                                 "query vectors (JSON lines {\"id\", \"vector\"}) instead of "
-                                                 "the dataset's query texts; quality only."),
-) -> None:
-    """Evaluate on a BEIR split: NDCG@10, Recall@100/1000, MRR@10, speed and size."""
-    from sparsearch.eval.beir import EvalSettings, effective_k, evaluate_beir
+def _index_hybrid(corpus: Path, out: Path, sparse: Any, dense_model: str, fmt: Any, batch_size: int, device: str,
+                  overwrite: bool, progress: bool, defaults: dict[str, Any]) -> None:
+    """``index --dense-model``: the sparse encoder's index and the dense one's, as one collection."""
+    from sparsearch.corpus import read_corpus
+    from sparsearch.retriever.hybrid_collection import HybridCollection
+    from sparsearch.retriever.hybrid_options import SearchOptions
 
     try:
-        effective_k(k, 1)  # k < 1: one line, before any build
-        from sparsearch.datasets import resolve_dataset
-
-        dataset = str(resolve_dataset(dataset, cache_dir, split=split, log=lambda m: typer.echo(m, err=True)))
-        if _given(query_vectors) is not None:
-            return _eval_query_vectors(Path(dataset), index_dir, query_vectors, split, k, run, report)
-        enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device,
-                                               doc_threshold)
-        # The warnings are printed below as "warning:" lines rather than logged, so they show once.
-        result = evaluate_beir(dataset, index_dir, encoder=enc,
-                               settings=EvalSettings(split=split, k=k, measure_speed=speed), run_path=run,
-                               log_warnings=False)
+        if sparse.name == "dense":
+            raise SparsearchError("--dense-model adds a dense part to a sparse encoder (bm25, splade, "
+                                  "inference-free); for a dense index alone use --encoder dense --model MODEL")
+        t = time.perf_counter()
+        dense = _encoder("dense", model=Path(dense_model), batch_size=batch_size, device=device)
+        built = HybridCollection.build(read_corpus(corpus), out, {"sparse": sparse, "dense": dense},
+                                       SearchOptions().override(**defaults), {"dense": fmt}, overwrite, progress)
+        seconds = time.perf_counter() - t
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
-    except MemoryError:
-        _fail(SparsearchError(f"not enough memory for the results of every query with k={k}; use a smaller -k"))
-    text = json.dumps(result, indent=2)
-    if report:
-        report.write_text(text + "\n", encoding="utf-8")
-    m = result["metrics"]
-    typer.echo(f"{result['dataset']} {split}: NDCG@10 {m['ndcg_cut_10']:.4f}  R@100 {m['recall_100']:.4f}  "
-               f"R@1000 {m['recall_1000']:.4f}  MRR@10 {m['recip_rank']:.4f}  ({result['n_queries']} queries)")
-    typer.echo(f"non-zeros per document {result['avg_nonzeros_per_doc']:.1f}, per query "
-               f"{result['avg_nonzeros_per_query']:.1f}; postings touched per query "
-               f"{result['avg_postings_touched_per_query']:.0f}"
-               + (f"; encoding {result['encode_docs_per_second']:.1f} docs/s" if "encode_docs_per_second" in result
-                  else ""))
-    if speed:
-        typer.echo(f"QPS 1 thread {result['qps_1_thread']:.0f}, all threads {result['qps_all_threads']:.0f}; "
-                   f"latency p50 {result['latency_ms']['p50']:.3f} ms, p99 {result['latency_ms']['p99']:.3f} ms")
-    for warning in result["warnings"]:
-        typer.echo(f"warning: {warning}", err=True)
+    parts = ", ".join(f"{name}: {p.encoder.name} ({p.writer.fmt.kind})" for name, p in built.parts.items())
+    typer.echo(f"indexed {built.n_docs} documents into {out} as a hybrid collection ({parts}) in {seconds:.1f}s")
 
 
-def _eval_query_vectors(dataset: Path, index_dir: Optional[Path], query_vectors: Path, split: str, k: int,
-                        run: Optional[Path], report: Optional[Path]) -> None:
-    """``sparsearch eval --query-vectors``: metrics of an existing index searched with precomputed query vectors."""
-    from sparsearch.vectors_io import evaluate_query_vectors
+app.command()(search)  # sparsearch/cli_search.py: --mode, --prf, --fusion, --alpha
+app.command("eval")(eval_command)
 
-    try:
-        if index_dir is None:
-            raise SparsearchError("--query-vectors searches an existing index: give --index DIR")
-        result = evaluate_query_vectors(dataset, index_dir, query_vectors, split=split, k=k, run_path=run)
-    except (SparsearchError, ValueError, OSError) as e:
-        _fail(e)
-    if report:
-        report.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    m = result["metrics"]
-    typer.echo(f"{result['dataset']} {split} (query vectors): NDCG@10 {m['ndcg_cut_10']:.4f}  R@100 "
-               f"{m['recall_100']:.4f}  R@1000 {m['recall_1000']:.4f}  MRR@10 {m['recip_rank']:.4f}  "
-               f"({result['n_queries']} queries, {result['avg_nonzeros_per_query']:.1f} non-zeros per query)")
-    for warning in result["warnings"]:
-        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()

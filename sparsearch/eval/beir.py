@@ -94,6 +94,17 @@ def effective_k(k: int, n_docs: int) -> int:
     return min(int(k), max(int(n_docs), 1))
 
 
+def check_run_ids(query_ids: list[str], run_path: str | Path | None) -> None:
+    """Refuse query ids a TREC run cannot hold, before any build (document ids are checked when writing)."""
+    if run_path is None:
+        return
+    for qid in query_ids:
+        problem = trec_id_problem(qid)
+        if problem is not None:
+            raise InputError(f"query id {qid!r} {problem}: a TREC run file (whitespace-separated columns) "
+                             "cannot hold it; evaluate without --run", path=run_path)
+
+
 def evaluate_beir(
     dataset_dir: str | Path,
     index_dir: str | Path | None = None,
@@ -103,14 +114,16 @@ def evaluate_beir(
     run_path: str | Path | None = None,
     progress: bool = False,
     log_warnings: bool = True,
+    fmt: Any = None,
 ) -> dict[str, Any]:
     """Search every query of a split and report quality, speed and size.
 
     Without ``index_dir`` the index is built here (into a temporary directory,
     so ``build_seconds`` includes writing it, as a peer's build does).
     ``settings.k`` is clamped to the index's document count (the report's
-    ``k`` is the value used).  Signs of mismatched ids (no query retrieved
-    any document its qrels judge; judged documents absent from the index)
+    ``k`` is the value used); ``fmt`` is the segment format of that build.
+    Signs of mismatched ids (no query retrieved any document its qrels
+    judge; judged documents absent from the index)
     are listed in the report's ``warnings`` (with the count in
     ``qrels_docs_not_in_index``) and logged as warnings unless
     ``log_warnings`` is false (the CLI prints them itself).  A ``run_path``
@@ -119,12 +132,7 @@ def evaluate_beir(
     effective_k(settings.k, 1)  # reject k < 1 before any work
     dataset = load_beir(dataset_dir, settings.split)
     query_ids = list(dataset.queries)
-    if run_path is not None:  # fail before the build, not after it (document ids are checked when writing)
-        for qid in query_ids:
-            problem = trec_id_problem(qid)
-            if problem is not None:
-                raise InputError(f"query id {qid!r} {problem}: a TREC run file (whitespace-separated columns) "
-                                 "cannot hold it; evaluate without --run", path=run_path)
+    check_run_ids(query_ids, run_path)
     texts = [dataset.queries[q] for q in query_ids]
     build_seconds = None
     timed = None
@@ -133,7 +141,7 @@ def evaluate_beir(
             timed = TimedEncoder(encoder) if encoder is not None else None
             t = time.perf_counter()
             Retriever.build(dataset.corpus(), path=Path(tmp) / "index", encoder=timed, config=index_config,  # type: ignore[arg-type]
-                        progress=progress)
+                            progress=progress, fmt=fmt)
             build_seconds = time.perf_counter() - t
             index_dir = Path(tmp) / "index"
         index = Retriever.open(index_dir)

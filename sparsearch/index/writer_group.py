@@ -56,7 +56,7 @@ class GroupRequest:
 
 
 class WriterGroup:
-    """Attached :class:`IndexWriter` s (see ``IndexWriter.open_attached``) sharing the write-ahead log at ``log_path``."""
+    """Attached :class:`IndexWriter` s (``IndexWriter.open_attached``) sharing the write-ahead log at ``log_path``."""
 
     def __init__(self, writers: Sequence[IndexWriter], log_path: Path, reindexes: Sequence[Reindex],
                  settings: LiveSettings = LiveSettings()) -> None:

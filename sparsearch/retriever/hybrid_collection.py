@@ -206,7 +206,7 @@ class HybridCollection:
         """The defaults with this call's options (``mode``, ``prf``, ``fusion``, ``alpha``, ...) applied."""
         return self.defaults.override(**overrides)
 
-    def _parts_for(self, options: SearchOptions) -> list[Retriever]:
+    def parts_for(self, options: SearchOptions) -> list[Retriever]:
         """The parts a mode uses; a mode the collection lacks is one clear error."""
         parts = list(self.parts.values())
         if options.mode != "hybrid":
@@ -237,10 +237,11 @@ class HybridCollection:
     def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None, filter: Any = None,
                      **options: Any) -> list[Hits]:
         opts = self.options(**options)
-        parts = self._parts_for(opts)
+        parts = self.parts_for(opts)
         if len(parts) == 1 and opts.prf == "none":
             return parts[0].search_batch(queries, k, threads=threads, filter=filter)
-        fusion = FusionConfig(method=opts.fusion, alpha=opts.alpha if len(parts) == 2 else None)  # type: ignore[arg-type]
+        alpha = opts.alpha if len(parts) == 2 else None  # one ranking: nothing to weigh
+        fusion = FusionConfig(method=opts.fusion, alpha=alpha)  # type: ignore[arg-type]
         settings = HybridSettings(fusion=fusion, depth=opts.depth, prf=opts.prf,  # type: ignore[arg-type]
                                   fb_docs=opts.fb_docs)
         hybrid = HybridRetriever(parts, settings, text_of=self.document)

@@ -1,0 +1,63 @@
+"""What the ``sparsearch`` command modules share: one-line errors, encoders by name, dense index settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from sparsearch.errors import SparsearchError
+
+EXIT_USER_ERROR = 2
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _given(value):  # type: ignore[no-untyped-def]
+    """``value``, or ``None`` when a command function was called from Python without it (typer's default object)."""
+    return None if isinstance(value, typer.models.ParameterInfo) else value
+
+
+def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
+    from sparsearch.retriever.registry import build_encoder
+
+    return build_encoder("bm25", {"k1": k1, "b": b})
+
+
+ENCODERS = ("bm25", "splade", "inference-free", "dense")
+
+
+def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
+             doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto",
+             doc_threshold: float = 0.0):  # type: ignore[no-untyped-def]
+    """The encoder a command asked for; learned ones need ``--model`` (a folder, a shipped name or a HF id)."""
+    if name == "bm25":
+        return _bm25_encoder(k1, b)
+    if name not in ENCODERS:
+        raise SparsearchError(f"unknown encoder {name!r} (available: {', '.join(ENCODERS)})")
+    if model is None:
+        raise SparsearchError(f"--encoder {name} needs --model: a model folder, a shipped model name "
+                              "(inference-free-minilm) or a Hugging Face id (org/name)")
+    from sparsearch.retriever.registry import build_encoder
+    from sparsearch.retriever.resolve import resolve_model
+
+    found = resolve_model(str(model))  # one-line ModelNotFoundError saying what was tried
+    if name == "dense":  # a bi-encoder: no sparsification settings (its own max length unless given)
+        if doc_top_k is not None or doc_threshold:
+            raise SparsearchError("--doc-top-k and --doc-threshold prune sparse vectors: not for --encoder dense")
+        return build_encoder(name, {"batch_size": batch_size, "device": device}, model=found)
+    settings = dict(max_length=max_length, batch_size=batch_size, device=device, doc_top_k=doc_top_k,
+                    doc_threshold=doc_threshold)
+    return build_encoder(name, settings, model=found)
+
+
+def dense_format(index_type: str, **params: Optional[int]) -> Any:
+    """The dense segment format for ``--dense-index`` and its parameters (``None``: the setting's default)."""
+    from sparsearch.index.dense import DenseFormat
+    from sparsearch.index.dense_settings import DenseIndexSettings
+
+    return DenseFormat(DenseIndexSettings(index_type=index_type, **{k: v for k, v in params.items() if v is not None}))
