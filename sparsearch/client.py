@@ -70,11 +70,20 @@ class SparsearchClient:
         return self._call("GET", "/healthz")
 
     def create_collection(self, name: str, encoder: str = "bm25", model: str | None = None,
+                          dense_model: str | None = None, dense_params: dict[str, Any] | None = None,
                           **params: float | int | None) -> dict[str, Any]:
-        """``model``: learned encoders (``splade``, ``inference-free``) name one of the server's models."""
+        """``model``: learned encoders (``splade``, ``inference-free``) name one of the server's models.
+
+        ``dense_model``: a dense model of the server's (``all-minilm-l6-v2``) indexed beside the sparse
+        encoder, a hybrid collection searched with ``mode``; ``dense_params``: its ``max_length``, ``batch_size``.
+        """
         body: dict[str, Any] = {"encoder": encoder, "params": params}
         if model is not None:
             body["model"] = model
+        if dense_model is not None:
+            body["dense_model"] = dense_model
+        if dense_params is not None:
+            body["dense_params"] = dense_params
         return self._call("PUT", f"/collections/{path_segment(name)}", body)
 
     def collections(self) -> list[dict[str, Any]]:
@@ -108,6 +117,11 @@ class SparsearchClient:
             raise
 
     def search(self, name: str, query: str, k: int = 10, filter: dict[str, Any] | None = None,
-               fields: Sequence[str] = ("title",)) -> list[dict[str, Any]]:
-        body = {"query": query, "k": k, "filter": filter, "fields": list(fields)}
+               fields: Sequence[str] = ("title",), mode: str | None = None, prf: str | None = None,
+               alpha: float | None = None, fusion: str | None = None) -> list[dict[str, Any]]:
+        """``mode``: sparse, dense or hybrid; ``prf``: none, rm3, rocchio or both; ``alpha``: the sparse
+        ranking's weight; ``fusion``: minmax, zscore or rrf.  ``None``: the collection's default."""
+        body: dict[str, Any] = {"query": query, "k": k, "filter": filter, "fields": list(fields)}
+        given = {"mode": mode, "prf": prf, "alpha": alpha, "fusion": fusion}
+        body.update({key: value for key, value in given.items() if value is not None})
         return self._call("POST", f"/collections/{path_segment(name)}/search", body)["hits"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sparsearch.errors import IndexClosedError, InputError, SparsearchError
+from sparsearch.errors import IndexClosedError, InputError, SparsearchError, StorageError
 from sparsearch.index.flush_scheduler import scheduler
 from sparsearch.index.wal import WriteAheadLog
 from sparsearch.index.writer import IndexWriter, LiveSettings, Reindex, WriteRequest, user_error
@@ -70,6 +70,7 @@ class WriterGroup:
         self._closed = False
         self._last_flush = time.monotonic()
         self._flush_failures = 0
+        self._broken: StorageError | None = None
         self._log = WriteAheadLog(log_path)
         records = self._log.read()
         for writer, reindex in zip(self.writers, reindexes):
@@ -99,6 +100,8 @@ class WriterGroup:
         """Group commit, as a single writer's: whoever takes the lock next logs the whole queue with one fsync."""
         if self._closed:
             raise IndexClosedError(f"{self.path}: the collection was closed")
+        if self._broken is not None:
+            raise self._broken
         with self._queue_lock:
             self._queue.append(request)
         with self._lock:
@@ -145,9 +148,13 @@ class WriterGroup:
                 for r, _, _ in prepared:
                     r.error, r.done = e, True
                 return
-            for r, _, steps in prepared:
-                results = [apply() for apply in steps]
-                r.result, r.done = results[0], True
+            try:
+                for r, _, steps in prepared:
+                    results = [apply() for apply in steps]
+                    r.result, r.done = results[0], True
+            except BaseException as e:
+                self._fail_applied(prepared, e)
+                raise
             if data:
                 for writer in self.writers:
                     writer.publish()
@@ -157,10 +164,25 @@ class WriterGroup:
         except Exception:  # durable in the log; retried by the scheduler
             log.warning("flush of %s failed; will retry", self.path, exc_info=True)
 
+    def _fail_applied(self, prepared: list[tuple[GroupRequest, bytes, list[Callable[[], Any]]]],
+                      error: BaseException) -> None:
+        """A logged write that a member failed to apply: the members may now differ, the log does not.
+
+        Writes stop until the collection is reopened, which replays the log
+        into every member; the requests of this batch are durable (logged)
+        but reported as failed.
+        """
+        self._broken = StorageError(f"{self.path}: a part failed to apply a logged write ({error!r}); reopen the "
+                                    f"collection to recover every part from its log")
+        for r, _, _ in prepared:
+            if not r.done:
+                r.error, r.done = self._broken, True
+        log.error("%s", self._broken)
+
     # ------------------------------------------------------------ flush
 
     def flush_due(self, now: float | None = None) -> bool:
-        if self._closed:
+        if self._closed or self._broken is not None:
             return False
         now = time.monotonic() if now is None else now
         if all(w.durable for w in self.writers):
@@ -172,8 +194,14 @@ class WriterGroup:
                 or now - self._last_flush >= self.settings.flush_seconds)
 
     def flush(self) -> None:
-        """Commit every member; empty the log once all of them are durable."""
+        """Commit every member; empty the log once all of them are durable.
+
+        Refused after a failed apply: committing members that differ and then
+        emptying the log would make the difference permanent.
+        """
         with self._lock:
+            if self._broken is not None:
+                raise self._broken
             try:
                 for writer in self.writers:
                     writer.commit()
@@ -199,7 +227,7 @@ class WriterGroup:
             if self._closed:
                 return
             scheduler().unregister(self)
-            if flush:
+            if flush and self._broken is None:
                 try:
                     self.flush()
                 except SparsearchError:

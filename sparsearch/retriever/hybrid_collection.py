@@ -53,7 +53,8 @@ class HybridCollection:
     """Parts (name -> :class:`Retriever`, in fusion order) searched alone or fused, with per-call options."""
 
     def __init__(self, parts: Mapping[str, Retriever], defaults: SearchOptions = SearchOptions(),
-                 path: Path | None = None, group: WriterGroup | None = None, single: bool = False) -> None:
+                 path: Path | None = None, group: WriterGroup | None = None, single: bool = False,
+                 name: str | None = None) -> None:
         if not parts:
             raise ValueError("a collection needs at least one part")
         self.parts = dict(parts)
@@ -61,6 +62,13 @@ class HybridCollection:
         self.path = path
         self.group = group
         self.single = single  # a plain index opened as a one-part collection
+        self.name = name or (str(path) if path is not None else "this collection")  # what errors call it
+
+    @classmethod
+    def of(cls, retriever: Retriever, path: Path | None = None, name: str | None = None) -> "HybridCollection":
+        """One index as a one-part collection: searched the same way, and told apart in errors."""
+        kind = part_kind(retriever)
+        return cls({kind: retriever}, SearchOptions(mode=kind), path, single=True, name=name)
 
     # ------------------------------------------------------------ building and opening
 
@@ -95,9 +103,7 @@ class HybridCollection:
         """A hybrid collection, or a plain index as a one-part collection."""
         folder = Path(path)
         if not is_hybrid(folder):
-            retriever = Retriever.open(folder)
-            kind = part_kind(retriever)
-            return cls({kind: retriever}, SearchOptions(mode=kind), folder, single=True)
+            return cls.of(Retriever.open(folder), folder)
         spec = HybridSpec.read(folder)
         return cls({name: Retriever.open(folder / name) for name in spec.parts}, spec.defaults, folder)
 
@@ -212,11 +218,12 @@ class HybridCollection:
         if options.mode != "hybrid":
             parts = [p for p in parts if part_kind(p) == options.mode]
         kinds = sorted({part_kind(p) for p in self.parts.values()})
-        where = self.path or "this collection"
+        where = self.name
         if not parts or (options.mode == "hybrid" and len(kinds) < 2):
             what = (f"a single {kinds[0]} index (encoder {self.first.encoder.name})" if self.single
                     else f"a collection of {' and '.join(kinds)} parts only")
-            hint = " (build it with --dense-model to add a dense part)" if self.single and kinds == ["sparse"] else ""
+            hint = (" (a hybrid one is built with `sparsearch index --dense-model`, or created over HTTP with "
+                    "\"dense_model\")") if kinds == ["sparse"] else ""
             raise InputError(f"{where} is {what}: mode {options.mode!r} needs "
                              f"{'a sparse and a dense part' if options.mode == 'hybrid' else f'a {options.mode} part'}"
                              f"{hint}")

@@ -333,7 +333,7 @@ class Retriever:
             return []
         snapshot = self.writer.snapshot  # one snapshot for encoding and scoring
         where = "this collection" if self.writer.live_mode else "this index"
-        if parsed is not None:
+        if parsed is not None and self.writer.fmt is SPARSE:  # (a dense snapshot plans its filters itself)
             from sparsearch.index import filtering
 
             if filtering.matches_nothing(snapshot, parsed, where):  # nothing to rank: no query to encode

@@ -59,6 +59,7 @@ from sparsearch.service.store import (
     CollectionUnavailable,
     StoreClosed,
 )
+from sparsearch.retriever.hybrid_collection import HybridCollection
 from sparsearch.types import Document
 
 log = logging.getLogger(__name__)
@@ -315,10 +316,12 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
         s = get_store()
         spec = s.spec(name)
         documents, segments = s.stats(name)
-        model = s.model_info(name)
+        model, dense = s.model_info(name), s.dense_model_info(name)
         return schemas.CollectionInfo(name=name, encoder=spec["encoder"], params=spec["params"],
                                       documents=documents, segments=segments,
-                                      model=None if model is None else schemas.ModelOut(**model))
+                                      model=None if model is None else schemas.ModelOut(**model),
+                                      dense_model=None if dense is None else schemas.ModelOut(**dense),
+                                      modes=["sparse"] if dense is None else ["sparse", "dense", "hybrid"])
 
     def unavailable() -> list[schemas.Unavailable]:
         return [schemas.Unavailable(name=n, reason=r) for n, r in get_store().unavailable().items()]
@@ -340,7 +343,8 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
     def create_collection(name: str, spec: schemas.CollectionSpec, response: Response) -> schemas.CollectionInfo:
         assert spec.params is not None  # filled by the schema
         try:
-            created = get_store().create(name, spec.encoder, spec.params.model_dump(), spec.model)
+            created = get_store().create(name, spec.encoder, spec.params.model_dump(), spec.model, spec.dense_model,
+                                         None if spec.dense_params is None else spec.dense_params.model_dump())
         except (UnknownModel, ModelUnusable) as e:
             field = e.field if isinstance(e, ModelUnusable) else ("model",)
             raise RequestValidationError([{"loc": ("body", *field), "msg": str(e), "type": "value_error"}]) from None
@@ -404,8 +408,11 @@ def create_app(settings: ServiceSettings, store: CollectionStore | None = None) 
                                                         f"max_query_chars={settings.max_query_chars}")
         if body.k > settings.max_k:
             raise HTTPException(status_code=422, detail=f"k={body.k} exceeds max_k={settings.max_k}")
+        options = body.options()
         with get_store().use(name) as live:
-            hits = live.search(body.query, body.k, body.filter)
+            if options and not isinstance(live, HybridCollection):  # a one-index collection: modes it has, PRF
+                live = HybridCollection.of(live, name=f"collection {name!r}")
+            hits = live.search(body.query, body.k, body.filter, **options)
         wanted = sorted(set(body.fields))  # decode only the fields asked for: a title list skips the texts
         out = []
         for i, (doc_id, score) in enumerate(hits):

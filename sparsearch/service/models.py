@@ -10,7 +10,12 @@ either
   by the folder; or
 * by default, the models shipped with sparsearch that are installed here
   (:data:`~sparsearch.retriever.resolve.SHIPPED_MODELS`, found where
-  :func:`~sparsearch.retriever.resolve.find_shipped_model` looks).
+  :func:`~sparsearch.retriever.resolve.find_shipped_model` looks), and the
+  dense models of installed model packages
+  (:data:`~sparsearch.retriever.resolve.PACKAGED_MODELS`: ``all-minilm-l6-v2``).
+
+Dense bi-encoders (a hybrid collection's ``dense_model``) come from the same
+catalogue (:meth:`ModelCatalog.dense_info`), versioned the same way.
 
 A model's **version** is a SHA-256 over the files that define it (weights,
 configs, tokenizer, ``idf.json``; not READMEs), so a copy of the same model in
@@ -80,7 +85,7 @@ class ModelInfo:
     name: str
     path: Path
     version: str
-    kind: str  # "splade" (an MLM) or "inference-free" (an MLM with query weights: idf.json or static weights)
+    kind: str  # "splade" (an MLM), "inference-free" (an MLM with query weights) or "dense" (a bi-encoder)
     max_positions: int | None  # the longest input the MLM takes (max_position_embeddings), if known
 
     def describe(self) -> dict[str, Any]:
@@ -196,9 +201,11 @@ class ModelCatalog:
     def names(self) -> list[str]:
         """The models available now."""
         if self.models_dir is None:
-            from sparsearch.retriever.resolve import SHIPPED_MODELS, find_shipped_model
+            from sparsearch.retriever import resolve
 
-            return [n for n in SHIPPED_MODELS if find_shipped_model(n) is not None]
+            found = resolve.find_shipped_model, resolve.find_packaged_model
+            return ([n for n in resolve.SHIPPED_MODELS if found[0](n) is not None]
+                    + [n for n in resolve.PACKAGED_MODELS if MODEL_NAME.fullmatch(n) and found[1](n) is not None])
         try:
             children = sorted(self.models_dir.iterdir())
         except OSError:
@@ -213,9 +220,9 @@ class ModelCatalog:
             raise UnknownModel(str(e)) from None
         folder: Path | None
         if self.models_dir is None:
-            from sparsearch.retriever.resolve import SHIPPED_MODELS, find_shipped_model
+            from sparsearch.retriever.resolve import SHIPPED_MODELS, find_packaged_model, find_shipped_model
 
-            folder = find_shipped_model(name) if name in SHIPPED_MODELS else None
+            folder = find_shipped_model(name) if name in SHIPPED_MODELS else find_packaged_model(name)
         else:
             candidate = self.models_dir / name
             folder = candidate if _is_model(candidate) else None
@@ -245,6 +252,21 @@ class ModelCatalog:
         with self._lock:
             self._info[name] = info
         return info
+
+    def dense_info(self, name: str) -> ModelInfo:
+        """A dense bi-encoder of the catalogue; refused (naming ``dense_model``) if unknown or not dense."""
+        from sparsearch.retriever.dense import describe_dense_model
+        from sparsearch.retriever.resolve import ModelFormatError
+
+        try:
+            folder = self.find(name)
+            layout = describe_dense_model(folder)
+        except UnknownModel as e:
+            raise ModelUnusable(str(e), ("dense_model",)) from None
+        except (ModelFormatError, OSError, ValueError) as e:
+            raise ModelUnusable(f"model {name!r} is not a dense model sparsearch can load: {e}", ("dense_model",)) \
+                from None
+        return ModelInfo(name, folder, model_version(folder), "dense", layout.max_positions)
 
     def check(self, encoder: str, name: str, params: dict[str, Any]) -> ModelInfo:
         """The model for a new collection, refusing settings it cannot serve (:class:`ModelUnusable`)."""

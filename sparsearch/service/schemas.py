@@ -110,6 +110,15 @@ class SpladeParams(LearnedParams):
     query_max_length: int = Field(256, ge=4, le=8192, description="Tokens of a query the model reads.")
 
 
+class DenseParams(BaseModel):
+    """How a hybrid collection's dense model encodes documents and queries."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    max_length: int | None = Field(None, ge=4, le=8192, description="Tokens of a text the model reads (default: "
+                                   "the model's own max_seq_length).")
+    batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass.")
+
+
 PARAMS: dict[str, type[BaseModel]] = {"bm25": BM25Params, "splade": SpladeParams, "inference-free": InferenceFreeParams}
 LEARNED = ("splade", "inference-free")
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -139,6 +148,18 @@ class CollectionSpec(BaseModel):
     model: ModelName | None = Field(None, validate_default=True, description="Learned encoders: the name of one "
                                     "of the server's models (sparsearch serve --models-dir).")
     params: BM25Params | SpladeParams | InferenceFreeParams | None = Field(None, validate_default=True)
+    dense_model: ModelName | None = Field(None, description="A hybrid collection: also index every document with "
+                                          "this dense bi-encoder of the server's models (e.g. all-minilm-l6-v2); "
+                                          "searches then take \"mode\": sparse, dense or hybrid. One write-ahead "
+                                          "log keeps both indexes consistent.")
+    dense_params: DenseParams | None = Field(None, description="The dense model's settings (with dense_model).")
+
+    @field_validator("dense_params", mode="after")
+    @classmethod
+    def _dense_params_need_a_model(cls, value: DenseParams | None, info: ValidationInfo) -> DenseParams | None:
+        if value is not None and info.data.get("dense_model") is None:
+            raise ValueError("dense_params apply to a dense_model: give one, or leave dense_params out")
+        return value
 
     @field_validator("model", mode="after")
     @classmethod
@@ -177,6 +198,8 @@ class CollectionInfo(BaseModel):
     documents: int
     segments: int
     model: ModelOut | None = None
+    dense_model: ModelOut | None = None
+    modes: list[str] = Field(default_factory=lambda: ["sparse"], description="What \"mode\" a search may ask for.")
 
 
 class Unavailable(BaseModel):
@@ -230,6 +253,22 @@ class SearchIn(BaseModel):
         '"gte": 2000, "lt": 2010}, {"field": "doi", "exists": true}, {"and": [...]}, {"or": [...]}, {"not": {...}}; '
         'or the flat {"key": value, ...} (AND of equalities). Applied before ranking (docs/filters.md).'))
     fields: list[Literal["title", "text", "metadata"]] = Field(default_factory=lambda: ["title"])
+    mode: Literal["sparse", "dense", "hybrid"] | None = Field(None, description="Which index answers: sparse, dense "
+                                                              "or both fused (hybrid). Default: hybrid for a "
+                                                              "collection with a dense_model, else sparse.")
+    prf: Literal["none", "rm3", "rocchio", "both"] | None = Field(None, description="Pseudo-relevance feedback: rm3 "
+                                                                  "(BM25), rocchio (dense) or both.")
+    fusion: Literal["minmax", "zscore", "rrf"] | None = Field(None, description="How hybrid rankings are fused "
+                                                              "(default minmax).")
+    alpha: float | None = Field(None, ge=0.0, le=1.0, description="Weight of the sparse ranking; the dense one gets "
+                                "1 - alpha (default 0.5).")
+    depth: int | None = Field(None, ge=1, le=10_000, description="Candidates each index gives the fusion (1000).")
+    fb_docs: int | None = Field(None, ge=1, le=1000, description="Feedback documents (10).")
+
+    def options(self) -> dict[str, Any]:
+        """The search options given (for :meth:`~sparsearch.retriever.hybrid_collection.HybridCollection.search`)."""
+        return {k: getattr(self, k) for k in ("mode", "prf", "fusion", "alpha", "depth", "fb_docs")
+                if getattr(self, k) is not None}
 
 
 class Hit(BaseModel):

@@ -27,6 +27,12 @@ collection on one model encodes through one shared copy of it
 is missing, or whose files changed since its documents were encoded (another
 version), is unavailable with that reason, rather than mixing vectors of two
 models in one index.
+
+A collection created with a ``dense_model`` is a hybrid one
+(:class:`~sparsearch.retriever.hybrid_collection.HybridCollection`): a sparse
+index and a dense index under one write-ahead log, so an upsert is logged
+once, acknowledged when durable, and recovered into both after a crash.
+Its spec records the dense model by name and version like a learned one.
 """
 
 from __future__ import annotations
@@ -46,13 +52,16 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 from sparsearch.errors import IndexLockedError, SparsearchError, StorageError, TooManyOpenFilesError
 from sparsearch.index.manifest import Manifest
 from sparsearch.index.storage import fsync_path, write_json_atomic
 from sparsearch.index.writer import LiveSettings
+from sparsearch.retriever.hybrid_collection import HybridCollection
+from sparsearch.retriever.hybrid_options import HybridSpec
 from sparsearch.retriever.retriever import INDEX_DIR, Retriever
+from sparsearch.service.fds import fd_exhausted, fd_limit, open_fds
 from sparsearch.service.models import ModelCatalog, ModelChanged, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -61,7 +70,10 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SPEC_NAME = "collection.json"
 # Folders the server itself makes and may therefore remove: a creation or a drop in progress.
 OURS_PATTERN = re.compile(r"\.(creating|dropping)-([a-z0-9][a-z0-9_-]{0,63})-[0-9a-f]{16}")
-FD_ERRNOS = (errno_codes.EMFILE, errno_codes.ENFILE)
+VERSIONS = ("model_version", "dense_model_version")  # recorded by the server, not given by the client
+
+#: What serves a collection: one live index, or a hybrid collection's indexes under one log.
+Live = Union[Retriever, HybridCollection]
 
 
 class CollectionNameError(SparsearchError, ValueError):
@@ -102,38 +114,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def fd_exhausted(error: BaseException) -> bool:
-    """Whether an error (or what caused it) is EMFILE/ENFILE, however a lower layer wrapped it."""
-    seen: set[int] = set()
-    e: BaseException | None = error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, TooManyOpenFilesError) or (isinstance(e, OSError) and e.errno in FD_ERRNOS):
-            return True
-        if "[Errno 24]" in str(e) or "[Errno 23]" in str(e):  # an OSError flattened into a message
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-def open_fds() -> int | None:
-    """File descriptors this process holds now (Linux ``/proc``), or ``None`` where that is unknown."""
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return None
-
-
-def fd_limit() -> int | None:
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return None if soft == resource.RLIM_INFINITY else int(soft)
-    except (ImportError, OSError, ValueError):
-        return None
-
-
 @dataclass
 class _Entry:
     """One collection: its spec, its live index while open, and who is using it."""
@@ -141,7 +121,7 @@ class _Entry:
     name: str
     path: Path
     spec: dict[str, Any] | None = None
-    live: Retriever | None = None
+    live: Live | None = None
     users: int = 0
     error: str | None = None
     failed_at: float = 0.0
@@ -197,10 +177,18 @@ class CollectionStore:
             entry.spec = self._read_spec(path)
             # Cheap (one small file, no file handles kept): a corrupt manifest shows in /healthz at once.
             # A corrupt log or segment file is found when the collection is first opened.
-            Manifest.read(path / INDEX_DIR)
+            for part in self._index_dirs(path, entry.spec):
+                Manifest.read(part)
             self._check_model(entry.spec)  # a missing or changed model too (hashed once per model)
         except (SparsearchError, OSError) as e:
             self._mark_unavailable(entry, e)
+
+    @staticmethod
+    def _index_dirs(path: Path, spec: dict[str, Any]) -> list[Path]:
+        """The index folders of a collection: one, or a hybrid collection's parts."""
+        if "dense_model" not in spec:
+            return [path / INDEX_DIR]
+        return [path / part for part in HybridSpec.read(path).parts]
 
     @staticmethod
     def _read_spec(path: Path) -> dict[str, Any]:
@@ -211,9 +199,11 @@ class CollectionStore:
             spec = json.loads((path / SPEC_NAME).read_text(encoding="utf-8"))
             if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict) or "encoder" not in spec:
                 raise ValueError("expected {\"encoder\": ..., \"params\": {...}}")
-            CollectionSpec.model_validate({k: v for k, v in spec.items() if k != "model_version"})
+            CollectionSpec.model_validate({k: v for k, v in spec.items() if k not in VERSIONS})
             if spec["encoder"] in LEARNED and not isinstance(spec.get("model_version"), str):
                 raise ValueError("a learned encoder's spec needs its model_version")
+            if "dense_model" in spec and not isinstance(spec.get("dense_model_version"), str):
+                raise ValueError("a dense model's spec needs its dense_model_version")
         except (ValueError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError, ValidationError: ValueErrors
             reason = " ".join(str(e).split())
             raise SparsearchError(f"{path / SPEC_NAME}: corrupt collection spec ({reason})") from None
@@ -222,15 +212,12 @@ class CollectionStore:
     # ------------------------------------------------------------ models
 
     def _check_model(self, spec: dict[str, Any]) -> ModelInfo | None:
-        """The collection's model as the catalogue has it now; refused if it is not the version recorded."""
+        """The collection's models as the catalogue has them now; refused if one is not the version recorded."""
+        if "dense_model" in spec:
+            _same_version(self.models.dense_info(spec["dense_model"]), spec["dense_model_version"])
         if "model" not in spec:
             return None
-        info = self.models.info(spec["model"])
-        if info.version != spec["model_version"]:
-            raise ModelChanged(f"model {spec['model']!r} is version {info.version} now, but the collection's "
-                               f"documents were encoded with {spec['model_version']}: restore that model, or "
-                               f"create a new collection and upsert the documents again")
-        return info
+        return _same_version(self.models.info(spec["model"]), spec["model_version"])
 
     def _models_for(self, spec: dict[str, Any]) -> Any:
         """The context in which the collection's encoder is built: learned encoders take the shared model."""
@@ -253,6 +240,14 @@ class CollectionStore:
             return None
         return {"name": spec["model"], "version": spec["model_version"],
                 "settings": {"encoder": spec["encoder"], **spec["params"], "exact_screening": True}}
+
+    def dense_model_info(self, name: str) -> dict[str, Any] | None:
+        """A hybrid collection's dense model: name, version and settings."""
+        spec = self.spec(name)
+        if "dense_model" not in spec:
+            return None
+        return {"name": spec["dense_model"], "version": spec["dense_model_version"],
+                "settings": {"encoder": "dense", **(spec.get("dense_params") or {})}}
 
     def _mark_unavailable(self, entry: _Entry, error: BaseException) -> None:
         entry.error = str(error) or type(error).__name__
@@ -310,7 +305,7 @@ class CollectionStore:
     # ------------------------------------------------------------ using a collection
 
     @contextmanager
-    def use(self, name: str) -> Iterator[Retriever]:
+    def use(self, name: str) -> Iterator[Live]:
         """The collection's live index, opened if needed and kept open while the block runs.
 
         An error inside the block for a collection that was dropped meanwhile
@@ -330,7 +325,7 @@ class CollectionStore:
         finally:
             self._release(entry)
 
-    def _acquire(self, name: str) -> tuple[_Entry, Retriever]:
+    def _acquire(self, name: str) -> tuple[_Entry, Live]:
         check_name(name)
         with self._guard:
             if self._closed:
@@ -381,13 +376,14 @@ class CollectionStore:
         with self._guard:
             self._open[entry.name] = entry
 
-    def _open_live(self, entry: _Entry) -> Retriever:
+    def _open_live(self, entry: _Entry) -> Live:
         try:
             if entry.spec is None:
                 entry.spec = self._read_spec(entry.path)
             self._check_model(entry.spec)
             with self._models_for(entry.spec):  # the encoder, built from the manifest, takes the shared model
-                live = Retriever.open_live(entry.path, self.live)
+                live: Live = (HybridCollection.open_live(entry.path, self.live) if "dense_model" in entry.spec
+                              else Retriever.open_live(entry.path, self.live))
         except (IndexLockedError, TooManyOpenFilesError):
             raise  # another process holds the index, or a limit: not a property of the collection
         except (SparsearchError, OSError) as e:
@@ -461,38 +457,51 @@ class CollectionStore:
 
     # ------------------------------------------------------------ creating and dropping
 
-    def create(self, name: str, encoder: str, params: dict[str, Any], model: str | None = None) -> bool:
+    def create(self, name: str, encoder: str, params: dict[str, Any], model: str | None = None,
+               dense_model: str | None = None, dense_params: dict[str, Any] | None = None) -> bool:
         """Create a collection; ``False`` if one with the same spec exists (idempotent PUT).
 
         ``model``: for learned encoders, the name of a model of the catalogue
         (:class:`~sparsearch.service.models.UnknownModel` or
         :class:`~sparsearch.service.models.ModelUnusable` if it cannot serve).
+        ``dense_model``: a dense model of the catalogue, which makes the
+        collection a hybrid one (``dense_params``: its settings).
         """
         check_name(name)
         spec: dict[str, Any] = {"encoder": encoder, "params": params}
         if model is not None:
             spec = {"encoder": encoder, "model": model, "params": params}
+        if dense_model is not None:
+            spec.update(dense_model=dense_model, dense_params=dense_params or {})
         with self._admin:
             with self._guard:
                 existing = self._entries.get(name)
             if existing is not None:
                 if existing.spec is None:
                     raise CollectionUnavailable(name, existing.error or "its collection.json could not be read")
-                if {k: v for k, v in existing.spec.items() if k != "model_version"} == spec:
+                if {k: v for k, v in existing.spec.items() if k not in VERSIONS} == spec:
                     return False
                 raise CollectionExists(f"collection {name!r} exists with another encoder, model or parameters")
             final = self.root / name
             if final.exists() or final.is_symlink():
                 raise CollectionExists(f"{final} exists but is not a collection this server made; "
                                        f"move it away to use the name {name!r}")
-            info = None
+            info = dense = None
             if model is not None:
                 info = self.models.check(encoder, model, params)
-                spec = {"encoder": encoder, "model": model, "model_version": info.version, "params": params}
+                spec["model_version"] = info.version
+            if dense_model is not None:
+                dense = self.models.dense_info(dense_model)
+                spec["dense_model_version"] = dense.version
             building = self.root / f".creating-{name}-{secrets.token_hex(8)}"
             try:
                 with self._models_for(spec):
-                    Retriever.create_live(building, self._new_encoder(encoder, info, params), settings=self.live).close()
+                    sparse = self._new_encoder(encoder, info, params)
+                    if dense is None:
+                        Retriever.create_live(building, sparse, settings=self.live).close()
+                    else:
+                        encoders = {"sparse": sparse, "dense": _dense_encoder(dense, spec["dense_params"])}
+                        HybridCollection.create_live(building, encoders, settings=self.live).close()
                 write_json_atomic(building / SPEC_NAME, spec)
                 os.rename(building, final)
                 fsync_path(self.root)
@@ -557,6 +566,21 @@ class CollectionStore:
     def open_count(self) -> int:
         with self._guard:
             return len(self._open)
+
+
+def _same_version(info: ModelInfo, recorded: str) -> ModelInfo:
+    """``info`` if it is the version a collection's documents were encoded with, else :class:`ModelChanged`."""
+    if info.version != recorded:
+        raise ModelChanged(f"model {info.name!r} is version {info.version} now, but the collection's documents "
+                           f"were encoded with {recorded}: restore that model, or create a new collection and "
+                           f"upsert the documents again")
+    return info
+
+
+def _dense_encoder(info: ModelInfo, params: dict[str, Any]) -> Any:
+    from sparsearch.retriever.dense import DenseConfig, DenseEncoder
+
+    return DenseEncoder(DenseConfig(model_dir=str(info.path), **params))
 
 
 __all__ = [
