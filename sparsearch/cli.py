@@ -27,6 +27,8 @@ app.add_typer(datasets_app, name="datasets")
 from sparsearch.cli_models import models_app  # noqa: E402  (models list|path|export; docs/learned_sparse.md)
 
 app.add_typer(models_app, name="models")
+from sparsearch.cli_prune import prune_command  # noqa: E402  (prune; docs/pruning.md)
+app.command("prune")(prune_command)
 
 from sparsearch.cli_common import (  # noqa: E402,F401  (re-exported: benchmarks import _encoder)
     ENCODERS, EXIT_USER_ERROR, _bm25_encoder, _encoder, _fail, _given, dense_format)

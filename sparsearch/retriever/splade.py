@@ -169,6 +169,13 @@ class SpladeModel:
         self.device = torch.device(device)
         self.model = load_masked_lm(self.layout.document_dir, self.device)
         self.parts = mlm_parts(self.model)
+        self._n_terms = int(self.parts.decoder_weight.shape[0])
+        self._kept_terms = None  # term id of each decoder row, when a pruned vocabulary keeps only some
+        if exact_screening:  # inference: a `sparsearch prune` folder's heads, kernels, int8, vocabulary
+            from sparsearch.pruning.store import apply_runtime
+
+            self.parts, kept = apply_runtime(self.model, self.parts, self.layout.document_dir)
+            self._kept_terms = None if kept is None else torch.from_numpy(kept).to(self.device)
         self.tokenizer = load_tokenizer(self.layout.document_dir)
         # log1p_relu (OpenSearch v3): log(1 + log(1 + ReLU(x))), monotone, so applied after max pooling.
         # ``activation`` overrides the folder's (training a plain-SPLADE student from any folder: "relu").
@@ -182,7 +189,7 @@ class SpladeModel:
 
     @property
     def vocab_size(self) -> int:
-        return int(self.parts.decoder_weight.shape[0])
+        return self._n_terms
 
     def token_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """WordPiece ids with special tokens, truncated to ``max_length`` as Hugging Face truncates."""
@@ -209,6 +216,9 @@ class SpladeModel:
             if self._screen is None or self._screen.screen_rows.dtype != dtype:
                 self._screen = DecoderScreen.build(self.parts, dtype)
             vectors = screened_splade_vectors(self.parts, input_ids, mask, screen_dtype=dtype, screen=self._screen)
+            if self._kept_terms is not None:  # back to term ids: the dropped terms weigh 0
+                full = vectors.new_zeros((vectors.shape[0], self._n_terms))
+                vectors = full.index_copy_(1, self._kept_terms, vectors)
         else:
             vectors = splade_vectors(self.parts, input_ids, mask)
         return torch.log1p(vectors) if self.double_log else vectors
