@@ -37,13 +37,15 @@ def adapt(args: argparse.Namespace) -> None:
     from sparsearch.training.dense_adapt import DenseAdaptConfig, adapt_dense
 
     arrays: dict[str, np.ndarray] = {}
-    report: dict[str, object] = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+    report: dict[str, object] = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                                 "views": args.views, "anchor": args.anchor}
     for name, rel in SETS.items():
         root = args.data / rel
         t = time.perf_counter()
         folder = adapt_dense(DenseAdaptConfig(model=args.model, corpus=str(root / "corpus.jsonl"), steps=args.steps,
-                                              batch_size=args.batch_size, lr=args.lr, device="auto"),
-                             args.work / name)
+                                              batch_size=args.batch_size, lr=args.lr, device="auto",
+                                              views=args.views, anchor=args.anchor),
+                             args.work / f"{name}-{args.out.stem}")
         train_s = time.perf_counter() - t
         encoder = build_encoder("dense", {"batch_size": 256}, model=resolve_model(str(folder)))
         docs = list(read_corpus(root))
@@ -60,11 +62,11 @@ def adapt(args: argparse.Namespace) -> None:
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
 
 
-def ndcg_of(npz: np.lib.npyio.NpzFile, name: str, data: Path) -> float:
+def ndcg_of(npz: np.lib.npyio.NpzFile, name: str, data: Path, split: str = "test") -> float:
     from sparsearch.eval.datasets import load_beir
     from sparsearch.eval.metrics import evaluate
 
-    ds = load_beir(data / SETS[name], "test")
+    ds = load_beir(data / SETS[name], split)
     doc_ids = npz[f"{name}.doc_ids"].tolist()
     docs = npz[f"{name}.docs"].astype(np.float32)
     by_text = dict(zip(npz[f"{name}.query_texts"].tolist(), npz[f"{name}.queries"].astype(np.float32)))
@@ -88,6 +90,33 @@ def evaluate_both(args: argparse.Namespace) -> None:
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
 
 
+TRAIN_SPLITS = {"scifact": "train", "nfcorpus": "dev"}
+
+
+def select(args: argparse.Namespace) -> None:
+    """Choose among adapted runs on training queries only, then report every run on the test splits.
+
+    The base model is a candidate too: if no adaptation beats it on
+    SciFact train + NFCorpus dev, the honest choice is not to adapt.
+    """
+    runs = {"base": np.load(args.base)} | {p.stem: np.load(p) for p in args.adapted}
+    rows: dict[str, dict[str, object]] = {}
+    for label, npz in runs.items():
+        train = {n: ndcg_of(npz, n, args.data, split) for n, split in TRAIN_SPLITS.items()}
+        test = {n: ndcg_of(npz, n, args.data) for n in SETS}
+        rows[label] = {"train": train, "train_mean": float(np.mean(list(train.values()))), "test": test}
+        print(f"{label:24s} train {rows[label]['train_mean']:.4f}  test " +
+              "  ".join(f"{n} {v:.4f}" for n, v in test.items()), flush=True)
+    chosen = max(rows, key=lambda k: rows[k]["train_mean"])  # type: ignore[arg-type,return-value]
+    base_test = rows["base"]["test"]
+    for row in rows.values():
+        row["improved_sets_vs_base"] = sum(1 for n in SETS if row["test"][n] > base_test[n])  # type: ignore[index]
+    out = {"chosen_on_training_queries": chosen, "selection": "mean NDCG@10 of scifact train + nfcorpus dev",
+           "runs": rows}
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print("chosen:", chosen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +127,8 @@ def main() -> None:
     a.add_argument("--steps", type=int, default=300)
     a.add_argument("--batch-size", type=int, default=128)
     a.add_argument("--lr", type=float, default=1e-5)
+    a.add_argument("--views", choices=("crops", "crop-document"), default="crops")
+    a.add_argument("--anchor", type=float, default=0.0)
     a.add_argument("--work", type=Path, default=Path("/tmp/dense_adapt"))
     a.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("evaluate")
@@ -105,8 +136,13 @@ def main() -> None:
     e.add_argument("--base", type=Path, required=True)
     e.add_argument("--adapted", type=Path, required=True)
     e.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "dense_adapt.json")
+    s = sub.add_parser("select")
+    s.add_argument("--data", type=Path, default=data)
+    s.add_argument("--base", type=Path, required=True)
+    s.add_argument("--adapted", type=Path, nargs="+", required=True)
+    s.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "dense_adapt_select.json")
     args = parser.parse_args()
-    adapt(args) if args.command == "adapt" else evaluate_both(args)
+    {"adapt": adapt, "evaluate": evaluate_both, "select": select}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,14 @@ class DenseAdaptConfig:
     then dropped with probability ``word_delete`` (Contriever: 5–50 %, 10 %).
     ``max_length`` ``None`` keeps the model's own limit.  ``warmup`` steps of
     linear warm-up, then linear decay to zero (the usual BERT schedule: a
-    large first update would undo the base model's training).  ``amp`` runs
+    large first update would undo the base model's training).  ``views``:
+    ``"crops"`` (two independent crops, Contriever) or ``"crop-document"``
+    (a crop against its whole document: the document side is then exactly
+    what an index stores).  ``anchor``: weight of a self-distillation term,
+    the KL divergence from the frozen base model's in-batch score
+    distribution to the trained one's on the same pairs, which keeps what
+    supervised training taught while the crop task moves the model toward
+    the corpus (0: none; crop-only training forgot, docs/dense_hybrid.md).  ``amp`` runs
     the forward pass in bfloat16 on CUDA only; ``fp16`` saves the weights
     as float16 (half the size; the encoder loads them as float32 anyway).
     """
@@ -84,6 +91,8 @@ class DenseAdaptConfig:
     amp: bool = True
     fp16: bool = False
     log_every: int = 50
+    views: str = "crops"
+    anchor: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "min_words", "log_every"):
@@ -103,6 +112,10 @@ class DenseAdaptConfig:
             raise ValueError(f"max_documents ({self.max_documents}) must be at least batch_size")
         if not self.corpus:
             raise ValueError("corpus is required (a BEIR corpus.jsonl or its folder)")
+        if self.views not in ("crops", "crop-document"):
+            raise ValueError(f"views must be 'crops' or 'crop-document', got {self.views!r}")
+        if not self.anchor >= 0:
+            raise ValueError(f"anchor must be >= 0, got {self.anchor!r}")
 
 
 # ---------------------------------------------------------------- data
@@ -130,6 +143,9 @@ def crop_views(text: str, rng: random.Random, config: DenseAdaptConfig) -> tuple
 def crop_batch(texts: Sequence[str], rng: random.Random, config: DenseAdaptConfig) -> tuple[list[str], list[str]]:
     """Crop pairs of ``batch_size`` distinct documents: a repeated document would be its own false negative."""
     chosen = rng.sample(range(len(texts)), config.batch_size)
+    if config.views == "crop-document":
+        return ([random_crop(texts[i].split(), rng, config.min_ratio, config.max_ratio, config.word_delete)
+                 for i in chosen], [texts[i] for i in chosen])
     pairs = [crop_views(texts[i], rng, config) for i in chosen]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
@@ -162,6 +178,23 @@ def symmetric_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> 
     scores = a @ b.T
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (info_nce(scores, target, temperature) + info_nce(scores.T, target, temperature))
+
+
+def anchor_kl(a: torch.Tensor, b: torch.Tensor, base_a: torch.Tensor, base_b: torch.Tensor,
+              temperature: float) -> torch.Tensor:
+    """KL(base ‖ trained) of the in-batch score distributions, rows and columns averaged.
+
+    Self-distillation to the frozen starting model: the trained model may
+    move its vectors as long as it ranks each batch the way the base model
+    does, which is what its supervised training was for.
+    """
+    def kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.kl_div(torch.log_softmax(student / temperature, dim=1),
+                                          torch.log_softmax(teacher / temperature, dim=1),
+                                          reduction="batchmean", log_target=True)
+
+    scores, base = a @ b.T, base_a @ base_b.T
+    return 0.5 * (kl(scores, base) + kl(scores.T, base.T))
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -210,6 +243,9 @@ def adapt_dense(config: DenseAdaptConfig, out_dir: str | Path) -> Path:
         raise ValueError(f"{config.corpus}: {len(texts)} documents of >= {config.min_words} words, fewer than "
                          f"batch_size={config.batch_size}")
     model, settings, base, base_name = load_trainable(config)
+    teacher = DenseModel(base, config.device) if config.anchor > 0 else None
+    if teacher is not None:
+        teacher.model.eval().requires_grad_(False)
     params = [p for p in model.model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]  # no decay on biases and LayerNorm weights (as BERT)
     rest = [p for p in params if p.ndim < 2]
@@ -222,8 +258,12 @@ def adapt_dense(config: DenseAdaptConfig, out_dir: str | Path) -> Path:
     for step in range(config.steps):
         first, second = crop_batch(texts, rng, config)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            loss = symmetric_info_nce(embed(model, first, settings), embed(model, second, settings),
-                                      config.temperature)
+            a, b = embed(model, first, settings), embed(model, second, settings)
+            loss = symmetric_info_nce(a, b, config.temperature)
+            if teacher is not None:
+                with torch.no_grad():
+                    base_a, base_b = embed(teacher, first, settings), embed(teacher, second, settings)
+                loss = loss + config.anchor * anchor_kl(a, b, base_a, base_b, config.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -237,7 +277,9 @@ def adapt_dense(config: DenseAdaptConfig, out_dir: str | Path) -> Path:
     seconds = time.perf_counter() - started
     model.model.eval()
     record = {
-        "method": "contriever-independent-crops (Izacard et al. 2021), symmetric in-batch InfoNCE",
+        "method": ("contriever-independent-crops (Izacard et al. 2021)" if config.views == "crops" else
+                   "crop against its whole document") + ", symmetric in-batch InfoNCE"
+                  + (f", + {config.anchor} x KL to the frozen base model's in-batch scores" if config.anchor else ""),
         "base_model": base_name or str(base),
         "base_folder": str(base),
         "corpus": str(config.corpus),

@@ -25,6 +25,7 @@ from sparsearch.training.dense_adapt import (  # noqa: E402
     RECORD_NAME,
     DenseAdaptConfig,
     adapt_dense,
+    anchor_kl,
     crop_batch,
     crop_views,
     embed,
@@ -145,3 +146,50 @@ def test_settings_checked_and_output_not_overwritten(base_model: Path, corpus: P
         config_for(base_model, corpus, batch_size=1)
     with pytest.raises(FileExistsError):
         adapt_dense(config_for(base_model, corpus, steps=1), adapted)
+
+
+def test_crop_document_pairs_a_crop_with_its_whole_document(tiny_texts: list[str], base_model: Path,
+                                                              corpus: Path) -> None:
+    config = config_for(base_model, corpus, views="crop-document", word_delete=0.0, batch_size=10)
+    crops, documents = crop_batch(tiny_texts[:50], random.Random(3), config)
+    assert len(set(documents)) == 10 and all(d in tiny_texts[:50] for d in documents)
+    for crop, document in zip(crops, documents):
+        assert f" {crop} " in f" {document} "
+    with pytest.raises(ValueError, match="views"):
+        config_for(base_model, corpus, views="halves")
+    with pytest.raises(ValueError, match="anchor"):
+        config_for(base_model, corpus, anchor=-1.0)
+
+
+def test_anchor_kl_matches_a_hand_computation_and_is_zero_at_the_base() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
+    base_a, base_b = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
+    t = 0.5
+    s, base = (a @ b.T).numpy() / t, (base_a @ base_b.T).numpy() / t
+
+    def kl_rows(student: np.ndarray, teacher: np.ndarray) -> float:
+        p = np.exp(teacher - teacher.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        q = np.exp(student - student.max(1, keepdims=True))
+        q /= q.sum(1, keepdims=True)
+        return float((p * (np.log(p) - np.log(q))).sum(1).mean())
+
+    want = 0.5 * (kl_rows(s, base) + kl_rows(s.T, base.T))
+    assert float(anchor_kl(a, b, base_a, base_b, t)) == pytest.approx(want, rel=1e-5)
+    assert float(anchor_kl(a, b, a, b, t)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_strong_anchor_keeps_the_model_near_its_base(base_model: Path, corpus: Path, tiny_texts: list[str],
+                                                       adapted: Path, tmp_path: Path) -> None:
+    """Same steps and data, with the KL anchor: the vectors move less from the base model's than without it."""
+    anchored = adapt_dense(config_for(base_model, corpus, anchor=50.0), tmp_path / "anchored")
+    record = json.loads((anchored / RECORD_NAME).read_text())
+    assert "KL" in record["method"] and record["config"]["anchor"] == 50.0
+
+    def vectors(folder: Path) -> np.ndarray:
+        return build_encoder("dense", {"model_dir": str(folder), "device": "cpu"}).encode_texts(tiny_texts[:20])
+
+    base = vectors(base_model)
+    drift = lambda folder: float(np.mean(1 - (vectors(folder) * base).sum(1)))  # noqa: E731
+    assert drift(anchored) < drift(adapted)
