@@ -13,6 +13,8 @@ searches again, and the second rankings are fused once more.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
@@ -138,13 +140,39 @@ class HybridRetriever:
         """Rocchio over a dense ``part``: queries moved toward the fused ranking's top documents."""
         snap = part.snapshot
         q = part.encode_queries(queries, snap)
-        where = part.live_ids()
+        where = rows_of(snap)
         vectors = []
         for ids in feedback:
             rows = [snap.segments[where[d][0]].vectors[where[d][1]] for d in ids if d in where]
             vectors.append(np.asarray(rows, np.float32).reshape(len(rows), q.shape[1]))
         moved = rocchio(q, vectors, self.settings.rocchio_alpha, self.settings.rocchio_beta, normalize=False)
         return snap.hits(np.ascontiguousarray(moved, np.float32), depth, parsed, threads=threads)
+
+
+_ROWS: "weakref.WeakKeyDictionary[Any, dict[str, tuple[int, int]]]" = weakref.WeakKeyDictionary()
+_ROWS_LOCK = threading.Lock()
+
+
+def rows_of(snapshot: Any) -> dict[str, tuple[int, int]]:
+    """External id -> (segment, row) of every live document of a snapshot, built once per snapshot.
+
+    From the snapshot itself, not the writer's committed id table: a live
+    collection's snapshot also holds the documents written since the last
+    flush, which feedback may pick (a later segment's copy of an id wins,
+    as an update does).
+    """
+    with _ROWS_LOCK:
+        rows = _ROWS.get(snapshot)
+    if rows is None:
+        rows = {}
+        for i, seg in enumerate(snapshot.segments):
+            mask = seg.live_mask()
+            for local, doc_id in enumerate(seg.doc_ids.tolist()):
+                if mask[local]:
+                    rows[doc_id] = (i, local)
+        with _ROWS_LOCK:
+            _ROWS[snapshot] = rows
+    return rows
 
 
 def _top(hits: Hits, k: int) -> Hits:
