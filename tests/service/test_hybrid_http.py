@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,12 @@ pytest.importorskip("torch")
 pytest.importorskip("faiss")
 
 from learned.conftest import make_tiny_mlm, slice_corpus  # noqa: E402  (tests/ is on sys.path: its conftest)
-from service_helpers import AUTH, app_client  # noqa: E402
+from service_helpers import AUTH, app_client, spawn_serve  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from sparsearch.cli import app  # noqa: E402
+from sparsearch.retriever.hybrid import rows_of  # noqa: E402
+from sparsearch.retriever.hybrid_collection import HybridCollection  # noqa: E402
 from sparsearch.client import ServiceError, SparsearchClient  # noqa: E402
 from sparsearch.retriever.retriever import WAL_NAME  # noqa: E402
 
@@ -148,3 +153,44 @@ def test_search_options_and_specs_are_validated_with_422(tmp_path: Path, models_
         with pytest.raises(ServiceError) as refused:
             client.search("plain", "cell", mode="dense")
         assert refused.value.status_code == 422
+
+
+@pytest.mark.slow  # two server start-ups with torch (~1 min on 2 busy cores); the simulated crashes run by default
+def test_kill_9_of_a_hybrid_server_keeps_every_acknowledged_write_in_both_indexes(
+        tmp_path: Path, models_dir: Path, texts: list[dict[str, Any]]) -> None:
+    """A real ``sparsearch serve`` killed with SIGKILL mid-writes: both parts recover the same documents."""
+    import httpx
+
+    acked: list[str] = []
+    with spawn_serve(tmp_path / "data", "--models-dir", str(models_dir), "--flush-docs", "25") as (base, proc):
+        r = httpx.put(f"{base}/collections/c", json=SPEC, headers=AUTH, timeout=30)
+        assert r.status_code == 201, r.text
+
+        def write() -> None:
+            with httpx.Client(base_url=base, headers=AUTH, timeout=10) as client:
+                for b in range(10_000):
+                    batch = [{**d, "_id": f"b{b}-{d['_id']}"} for d in documents(texts, b % 20, b % 20 + 3)]
+                    try:
+                        r = client.post("/collections/c/documents", json={"documents": batch})
+                    except httpx.HTTPError:
+                        return  # the server died mid-request: never acknowledged
+                    if r.status_code == 200:
+                        acked.extend(d["_id"] for d in batch)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 60 and time.monotonic() < deadline:  # past a flush (25 documents) or two
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        writer.join()
+    assert len(acked) >= 60
+    collection = HybridCollection.open_live(tmp_path / "data" / "collections" / "c")
+    try:
+        sparse, dense = (set(rows_of(p.snapshot)) for p in collection.parts.values())
+        assert sparse == dense  # one log: the parts never disagree on which documents exist
+        assert set(acked) <= sparse  # every acknowledged write survived
+        assert len(sparse) - len(acked) <= 3  # at most the batch in flight, logged but not acknowledged
+    finally:
+        collection.close()
