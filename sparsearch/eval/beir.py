@@ -179,15 +179,21 @@ def evaluate_beir(
             report["latency_ms"] = latencies_ms(lambda q: index.search(q, k), texts)
         report["peak_rss_bytes"] = peak_rss_bytes()
         # After the peak is read: the id table this check builds is no part of serving queries.
-        warnings, n_missing = judgement_warnings(dataset.qrels, {q: h.ids for q, h in zip(query_ids, results)},
-                                                 index.live_ids())
-        report["warnings"] = warnings
-        report["qrels_docs_not_in_index"] = n_missing
-        if log_warnings:
-            for w in warnings:
-                log.warning("%s %s: %s", dataset.name, settings.split, w)
+        add_warnings(report, dataset, query_ids, results, index.live_ids(), log_warnings)
         report["environment"] = environment()
     return report
+
+
+def add_warnings(report: dict[str, Any], dataset: Any, query_ids: list[str], results: list[Any],
+                 live_ids: Any, log_warnings: bool) -> None:
+    """Signs of mismatched ids into ``report`` (``warnings``, ``qrels_docs_not_in_index``), logged if asked."""
+    warnings, n_missing = judgement_warnings(dataset.qrels, {q: h.ids for q, h in zip(query_ids, results)},
+                                             live_ids)
+    report["warnings"] = warnings
+    report["qrels_docs_not_in_index"] = n_missing
+    if log_warnings:
+        for w in warnings:
+            log.warning("%s %s: %s", dataset.name, report["split"], w)
 
 
 def environment() -> dict[str, Any]:

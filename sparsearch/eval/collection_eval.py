@@ -9,21 +9,18 @@ ranking has no single posting count.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sparsearch.eval.beir import EvalSettings, check_run_ids, effective_k, environment
+from sparsearch.eval.beir import EvalSettings, add_warnings, check_run_ids, effective_k, environment
 from sparsearch.eval.bench import latencies_ms, peak_rss_bytes, throughput
 from sparsearch.eval.datasets import load_beir
-from sparsearch.eval.metrics import evaluate, judgement_warnings
+from sparsearch.eval.metrics import evaluate
 from sparsearch.eval.runs import ranking_run, write_trec
 from sparsearch.index.storage import directory_bytes
 from sparsearch.types import Document
-
-log = logging.getLogger(__name__)
 
 #: Builds a collection from a corpus into a folder (the CLI's ``--dense-model`` build).
 Build = Callable[[Iterable[Document], Path], Any]
@@ -76,12 +73,6 @@ def evaluate_collection(dataset_dir: str | Path, index_dir: str | Path | None = 
                                                 len(texts))
             report["latency_ms"] = latencies_ms(lambda q: collection.search(q, k, **options), texts)
         report["peak_rss_bytes"] = peak_rss_bytes()
-        warnings, n_missing = judgement_warnings(dataset.qrels, {q: h.ids for q, h in zip(query_ids, results)},
-                                                 collection.live_ids())
-        report["warnings"] = warnings
-        report["qrels_docs_not_in_index"] = n_missing
-        if log_warnings:
-            for w in warnings:
-                log.warning("%s %s: %s", dataset.name, settings.split, w)
+        add_warnings(report, dataset, query_ids, results, collection.live_ids(), log_warnings)
         report["environment"] = environment()
     return report

@@ -267,20 +267,10 @@ class IndexWriter:
         return self._submit(WriteRequest("delete", list(dict.fromkeys(ids))))
 
     def _submit(self, request: WriteRequest) -> Any:
-        """Group commit: queue the request; whoever holds the write lock next commits the whole queue."""
         self.check_open()
         if self._attached:
             raise InputError(f"{self.path}: a part of a collection with one log; write through the collection")
-        with self._queue_lock:
-            self._queue.append(request)
-        with self._lock:
-            if not request.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._apply_batch(batch)
-        if request.error is not None:
-            raise request.error
-        return request.result
+        return group_commit(request, self._queue, self._queue_lock, self._lock, self._apply_batch)
 
     def _apply_batch(self, batch: list[WriteRequest]) -> None:
         """Prepare each request, log them all with one fsync (live), then apply them in order."""
@@ -581,6 +571,22 @@ class IndexWriter:
             masks[i][local] = 1  # type: ignore[index]
         segments = [s.with_deletes(m) for s, m in zip(base.segments, masks)] + self._buffer.part_segments()
         self._snapshot = self.fmt.snapshot(segments, base.scoring, base.config)
+
+
+def group_commit(request: Any, queue: list[Any], queue_lock: threading.Lock, write_lock: threading.RLock,
+                 apply_batch: Callable[[list[Any]], None]) -> Any:
+    """Group commit: queue ``request``; whoever holds the write lock next applies the whole queue (one fsync)."""
+    with queue_lock:
+        queue.append(request)
+    with write_lock:
+        if not request.done:
+            with queue_lock:
+                batch = queue[:]
+                queue.clear()
+            apply_batch(batch)
+    if request.error is not None:
+        raise request.error
+    return request.result
 
 
 def user_error(error: BaseException) -> BaseException:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 from sparsearch.errors import IndexClosedError, InputError, SparsearchError, StorageError
 from sparsearch.index.flush_scheduler import scheduler
 from sparsearch.index.wal import WriteAheadLog
-from sparsearch.index.writer import IndexWriter, LiveSettings, Reindex, WriteRequest, user_error
+from sparsearch.index.writer import IndexWriter, LiveSettings, Reindex, WriteRequest, group_commit, user_error
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +102,7 @@ class WriterGroup:
             raise IndexClosedError(f"{self.path}: the collection was closed")
         if self._broken is not None:
             raise self._broken
-        with self._queue_lock:
-            self._queue.append(request)
-        with self._lock:
-            if not request.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._apply_batch(batch)
-        if request.error is not None:
-            raise request.error
-        return request.result
+        return group_commit(request, self._queue, self._queue_lock, self._lock, self._apply_batch)
 
     def _prepare(self, r: GroupRequest, presents: list[dict[str, bool]]) -> tuple[bytes, list[Callable[[], Any]]]:
         """Every member validates and builds its part; the first member's record is the one logged."""
