@@ -31,7 +31,8 @@ from sparsearch.cli_prune import prune_command  # noqa: E402  (prune; docs/pruni
 app.command("prune")(prune_command)
 
 from sparsearch.cli_common import (  # noqa: E402,F401  (re-exported: benchmarks import _encoder)
-    ENCODERS, EXIT_USER_ERROR, _bm25_encoder, _encoder, _fail, _given, dense_format)
+    B, BATCH_SIZE, DENSE_INDEX, DENSE_MODEL, DEVICE, DOC_THRESHOLD, DOC_TOP_K, ENCODERS, EXIT_USER_ERROR, K1,
+    MAX_LENGTH, MODEL, _bm25_encoder, _encoder, _fail, _given, dense_format)
 from sparsearch.cli_search import ALPHA, FUSION, eval_command, search, search_options  # noqa: E402
 
 
@@ -54,22 +55,18 @@ def index(
                                        "(and idf.json). Query vectors need none of them."),
     encoder: str = typer.Option("bm25", help="Encoder: bm25, splade, inference-free or dense (a bi-encoder, "
                                  "e.g. --model all-minilm-l6-v2; exact inner product)."),
-    k1: float = typer.Option(0.9, help="BM25 k1."),
-    b: float = typer.Option(0.4, help="BM25 b."),
-    model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
-    max_length: int = typer.Option(256, help="Token limit of learned encoders."),
-    doc_top_k: Optional[int] = typer.Option(None, help="Keep the k largest weights per document (learned)."),
-    doc_threshold: float = typer.Option(0.0, help="Drop document weights at or below this (learned): static "
-                                        "pruning, fewer postings and faster queries for a little quality."),
-    batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
+    k1: float = K1,
+    b: float = B,
+    model: Optional[Path] = MODEL,
+    max_length: int = MAX_LENGTH,
+    doc_top_k: Optional[int] = DOC_TOP_K,
+    doc_threshold: float = DOC_THRESHOLD,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    dense_model: Optional[str] = typer.Option(None, "--dense-model", help="Also index with this dense bi-encoder "
-                                              "(e.g. all-minilm-l6-v2, or a folder): OUT becomes a hybrid "
-                                              "collection, searched with --mode sparse|dense|hybrid."),
-    dense_index: str = typer.Option("flat", "--dense-index", help="Dense part (or --encoder dense): flat (exact), "
-                                    "hnsw or ivfpq (faiss)."),
+    dense_model: Optional[str] = DENSE_MODEL,
+    dense_index: str = DENSE_INDEX,
     hnsw_m: Optional[int] = typer.Option(None, "--hnsw-m", help="HNSW links per node (32)."),
     ef_construction: Optional[int] = typer.Option(None, "--ef-construction", help="HNSW build beam (200)."),
     ef_search: Optional[int] = typer.Option(None, "--ef-search", help="HNSW search beam (128)."),
@@ -233,11 +230,14 @@ def merge(index_dir: Path = typer.Argument(..., help="Existing index directory."
 
 @app.command()
 def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
-    """Print index statistics as JSON."""
+    """Print index statistics as JSON (a hybrid collection: its defaults and each part's)."""
+    from sparsearch.retriever.hybrid_collection import HybridCollection
+    from sparsearch.retriever.hybrid_options import is_hybrid
     from sparsearch.retriever.retriever import Retriever
 
     try:
-        typer.echo(json.dumps(Retriever.open(index_dir).info(), indent=2))
+        opened = HybridCollection.open(index_dir) if is_hybrid(index_dir) else Retriever.open(index_dir)
+        typer.echo(json.dumps(opened.info(), indent=2))
     except (SparsearchError, ValueError, OSError) as e:
         _fail(e)
 

@@ -55,6 +55,23 @@ def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] =
     return build_encoder(name, settings, model=found)
 
 
+# Encoder options shared by ``index`` and ``eval`` (a typer option object may serve several commands).
+K1 = typer.Option(0.9, help="BM25 k1 (when building).")
+B = typer.Option(0.4, help="BM25 b (when building).")
+MODEL = typer.Option(None, help="Model folder, shipped name or Hugging Face id (splade, inference-free, dense).")
+MAX_LENGTH = typer.Option(256, help="Token limit of learned encoders.")
+DOC_TOP_K = typer.Option(None, help="Keep the k largest weights per document (learned).")
+DOC_THRESHOLD = typer.Option(0.0, help="Drop document weights at or below this (learned): static pruning, fewer "
+                             "postings and faster queries for a little quality.")
+BATCH_SIZE = typer.Option(32, help="Encoding batch size (learned, dense).")
+DEVICE = typer.Option("auto", help="cpu, cuda or auto (learned, dense).")
+DENSE_MODEL = typer.Option(None, "--dense-model", help="Also index with this dense bi-encoder (e.g. "
+                           "all-minilm-l6-v2, or a folder): a hybrid collection, searched with --mode "
+                           "sparse|dense|hybrid.")
+DENSE_INDEX = typer.Option("flat", "--dense-index", help="The dense index (of --dense-model or --encoder dense): "
+                           "flat (exact), hnsw or ivfpq (faiss).")
+
+
 def dense_format(index_type: str, **params: Optional[int]) -> Any:
     """The dense segment format for ``--dense-index`` and its parameters (``None``: the setting's default)."""
     from sparsearch.index.dense import DenseFormat

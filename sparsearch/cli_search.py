@@ -16,7 +16,9 @@ from typing import Any, Optional
 
 import typer
 
-from sparsearch.cli_common import _encoder, _fail, _given, dense_format
+from sparsearch.cli_common import (
+    B, BATCH_SIZE, DENSE_INDEX, DENSE_MODEL, DEVICE, DOC_THRESHOLD, DOC_TOP_K, K1, MAX_LENGTH, MODEL, _encoder, _fail,
+    _given, dense_format)
 from sparsearch.errors import SparsearchError
 
 MODE = typer.Option(None, "--mode", help="sparse, dense or hybrid (fused). Default: the index's own (hybrid for "
@@ -114,22 +116,20 @@ def eval_command(
     run: Optional[Path] = typer.Option(None, help="Write the TREC run here."),
     k: int = typer.Option(1000, "-k", "--k", help="Hits per query (at least 1; clamped to the index's documents)."),
     encoder: str = typer.Option("bm25", help="Encoder when building: bm25, splade, inference-free or dense."),
-    k1: float = typer.Option(0.9, help="BM25 k1 when building."),
-    b: float = typer.Option(0.4, help="BM25 b when building."),
-    model: Optional[Path] = typer.Option(None, help="Model folder (splade, inference-free)."),
-    max_length: int = typer.Option(256, help="Token limit of learned encoders."),
-    doc_top_k: Optional[int] = typer.Option(None, help="Keep the k largest weights per document (learned)."),
-    doc_threshold: float = typer.Option(0.0, help="Drop document weights at or below this (learned): static "
-                                        "pruning, fewer postings and faster queries for a little quality."),
-    batch_size: int = typer.Option(32, help="Encoding batch size (learned)."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto (learned)."),
+    k1: float = K1,
+    b: float = B,
+    model: Optional[Path] = MODEL,
+    max_length: int = MAX_LENGTH,
+    doc_top_k: Optional[int] = DOC_TOP_K,
+    doc_threshold: float = DOC_THRESHOLD,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
     speed: bool = typer.Option(True, help="Measure QPS and latency."),
     query_vectors: Optional[Path] = typer.Option(None, "--query-vectors", help="Search --index with precomputed "
                                                  "query vectors (JSON lines {\"id\", \"vector\"}) instead of "
                                                  "the dataset's query texts; quality only."),
-    dense_model: Optional[str] = typer.Option(None, "--dense-model", help="When building: also index with this "
-                                              "dense bi-encoder (e.g. all-minilm-l6-v2), a hybrid collection."),
-    dense_index: str = typer.Option("flat", "--dense-index", help="When building: flat (exact), hnsw or ivfpq."),
+    dense_model: Optional[str] = DENSE_MODEL,
+    dense_index: str = DENSE_INDEX,
     mode: Optional[str] = MODE,
     prf: Optional[str] = PRF,
     fusion: Optional[str] = FUSION,
