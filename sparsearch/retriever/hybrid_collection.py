@@ -151,9 +151,8 @@ class HybridCollection:
     def add(self, documents: Iterable[Document]) -> int:
         """Add or replace documents in every part: encoded by each, logged once, durable when this returns."""
         group = self._group()
-        first = next(iter(self.parts.values()))
         n = 0
-        for chunk in first.chunks(documents):
+        for chunk in self.first.chunks(documents):
             encoded = [part.encode_for_index(chunk) for part in self.parts.values()]
             group.upsert([d.doc_id for d in chunk], [v for v, _ in encoded], [s for _, s in encoded],
                          [document_source(d) for d in chunk])
@@ -233,8 +232,6 @@ class HybridCollection:
         if options.prf in ("rocchio", "both") and not any(is_dense(p) for p in parts):
             raise InputError(f"prf {options.prf!r}: Rocchio moves dense query vectors, and mode {options.mode!r} "
                              f"of {where} has no dense part")
-        if options.alpha is not None and len(parts) > 2:
-            raise InputError(f"alpha weighs two rankings; mode {options.mode!r} fuses {len(parts)}")
         return parts
 
     def search(self, query: str, k: int = 10, filter: Any = None, **options: Any) -> Hits:
@@ -247,7 +244,7 @@ class HybridCollection:
         parts = self.parts_for(opts)
         if len(parts) == 1 and opts.prf == "none":
             return parts[0].search_batch(queries, k, threads=threads, filter=filter)
-        alpha = opts.alpha if len(parts) == 2 else None  # one ranking: nothing to weigh
+        alpha = opts.alpha if len(parts) == 2 else None  # alpha weighs a pair; more parts weigh equally
         fusion = FusionConfig(method=opts.fusion, alpha=alpha)  # type: ignore[arg-type]
         settings = HybridSettings(fusion=fusion, depth=opts.depth, prf=opts.prf,  # type: ignore[arg-type]
                                   fb_docs=opts.fb_docs)

@@ -40,7 +40,8 @@ class SearchOptions:
       (fused) first ranking.
     * ``fusion``: ``minmax``/``zscore`` score interpolation or ``rrf``;
       ``alpha`` weighs the first part (the sparse one) against the second
-      (``1 - alpha``); ``None`` averages (interpolation) or sums (RRF).
+      (``1 - alpha``); ``None`` (or more than two parts) averages
+      (interpolation) or sums (RRF).
     * ``depth``: candidates each part gives the fusion.
     """
 
