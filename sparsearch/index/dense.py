@@ -35,7 +35,8 @@ from sparsearch.index.checksum import crc32_of_file
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.dense_ann import pq_subquantizers
 from sparsearch.index.dense_segment import (
-    DenseSegment, build_dense_segment, merge_dense_segments, open_dense_segment, write_dense_segment)
+    DenseSegment, build_dense_segment, merge_dense_segments, open_dense_segment, seal_dense_segment,
+    write_dense_segment)
 from sparsearch.index.dense_settings import DenseIndexSettings
 from sparsearch.index.dense_snapshot import DenseSnapshot
 from sparsearch.index.formats import FORMAT_KEY, register_format
@@ -129,6 +130,9 @@ class DenseFormat:
 
     def write(self, segment: DenseSegment, directory: Path, name: str) -> SegmentInfo:
         return write_dense_segment(segment, directory, name, self.settings)
+
+    def seal(self, segment: DenseSegment) -> DenseSegment:
+        return seal_dense_segment(segment, self.settings)
 
     def merge(self, segments: Sequence[DenseSegment], n_terms: int, config: IndexConfig) -> DenseSegment:
         dim = segments[0].dim if segments else (self._dim or n_terms)

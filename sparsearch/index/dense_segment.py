@@ -205,14 +205,11 @@ def write_dense_segment(seg: DenseSegment, directory: Path, name: str, settings:
     smaller ones are searched exactly.  A segment that already has one (opened, or
     written before) keeps it rather than rebuilding it.
     """
-    ann_kind = settings.ann_kind
     path = directory / name
     make_dir(path, exist_ok=False)
     files = {f"{stem}.npy": save_array(path / f"{stem}.npy", a) for stem, a in seg.arrays().items()}
     fsync_files([path / f for f in files])
-    ann = seg.ann if seg.ann is not None and seg.ann.kind == ann_kind else None
-    if ann is None and ann_kind is not None and seg.n_docs >= settings.min_docs(ann_kind):
-        ann = build_ann(ann_kind, seg.vectors, settings)
+    ann = _structure_for(seg, settings)
     if ann is not None:
         file = ANN_FILES[ann.kind]
         files[file] = write_bytes(path / file, memoryview(ann.to_bytes()))
@@ -220,6 +217,21 @@ def write_dense_segment(seg: DenseSegment, directory: Path, name: str, settings:
     crc32 = {file: crc32_of_file(path / file) for file in files}
     seg.slot.ann = ann
     return SegmentInfo(name=name, n_docs=seg.n_docs, n_postings=0, n_terms=seg.dim, files=files, crc32=crc32)
+
+
+def _structure_for(seg: DenseSegment, settings: DenseIndexSettings) -> Ann | None:
+    """The segment's own structure if it is of the configured kind, else a new one if the segment is large enough."""
+    ann_kind = settings.ann_kind
+    ann = seg.ann if seg.ann is not None and seg.ann.kind == ann_kind else None
+    if ann is None and ann_kind is not None and seg.n_docs >= settings.min_docs(ann_kind):
+        ann = build_ann(ann_kind, seg.vectors, settings)
+    return ann
+
+
+def seal_dense_segment(seg: DenseSegment, settings: DenseIndexSettings) -> DenseSegment:
+    """Give a committed in-memory segment the structure writing it would build (else it is searched exactly)."""
+    seg.slot.ann = _structure_for(seg, settings)
+    return seg
 
 
 # ------------------------------------------------------------------ reading

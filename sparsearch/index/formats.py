@@ -52,6 +52,15 @@ class SegmentFormat(Protocol):
 
     def write(self, segment: Any, directory: Path, name: str) -> SegmentInfo: ...
 
+    def seal(self, segment: Any) -> Any:
+        """A segment of an in-memory generation, given what :meth:`write` would have built for it.
+
+        An index without a directory never writes its segments, yet its
+        committed segments are as final as written ones: a search structure
+        that writing builds (a dense index's HNSW graph) is built here instead.
+        """
+        ...
+
     def merge(self, segments: Sequence[Any], n_terms: int, config: IndexConfig) -> Any: ...
 
     def snapshot(self, segments: Sequence[Any], scoring: Scoring, config: IndexConfig,
@@ -96,6 +105,9 @@ class SparseFormat:
         from sparsearch.index.segment import write_segment
 
         return write_segment(segment, directory, name)
+
+    def seal(self, segment: Any) -> Any:
+        return segment  # postings are the search structure: nothing more to build
 
     def merge(self, segments: Sequence[Any], n_terms: int, config: IndexConfig) -> Any:
         from sparsearch.index.merge import merge_segments

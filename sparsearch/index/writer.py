@@ -458,7 +458,7 @@ class IndexWriter:
         """Make ``parts`` the committed generation (on disk when the writer has a directory)."""
         base = self._base
         if self.path is None:
-            self._base = self.fmt.snapshot([p.segment for p in parts], base.scoring, base.config)
+            self._base = self.fmt.snapshot([self.fmt.seal(p.segment) for p in parts], base.scoring, base.config)
         else:
             with writer_lock(self.path):
                 self._base = commit_generation(self.path, self._generation() + 1, base.manifest, parts,

@@ -208,6 +208,29 @@ def test_hnsw_recall_at_10_against_flat(tmp_path: Path) -> None:
     assert [h.ids for h in again.search(q, 10)] == [h.ids for h in approx]
 
 
+def test_an_in_memory_index_searches_its_graph_without_being_saved() -> None:
+    """A committed in-memory segment is final: it gets the graph a write would build (it used to be scanned)."""
+    rng = np.random.default_rng(9)
+    dim, n = 32, 6000
+    x = unit(rng, n, dim)
+    ids = [f"d{i}" for i in range(n)]
+    w = writer(DenseFormat(index_type="hnsw", hnsw_m=8, ef_construction=40, ef_search=16, rerank=False), dim)
+    add(w, ids[:3000], x[:3000])
+    w.commit()
+    assert w.snapshot.segments[0].ann is None  # below ann_min_docs (4096): searched exactly
+    add(w, ids[3000:], x[3000:])
+    w.commit()
+    assert w.merge(MergePolicy(merge_factor=2))
+    (seg,) = w.snapshot.segments
+    assert seg.n_docs == n and seg.ann is not None and seg.ann.kind == "hnsw"
+    q = unit(rng, 100, dim)
+    want = brute_force(dict(zip(ids, x)), q, 10)
+    narrow = recall(w.snapshot.hits(q, 10, ef_search=10), want)
+    wide = recall(w.snapshot.hits(q, 10, ef_search=400), want)
+    assert narrow < wide and wide >= 0.95  # the graph is walked: a narrow beam misses what a wide one finds
+    assert_same(w.snapshot.hits(q, 10, exact=True), want)
+
+
 def test_ivfpq_candidates_are_reranked_exactly(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
     dim, n = 32, 6000
