@@ -28,7 +28,8 @@ PRF = typer.Option(None, "--prf", help="Pseudo-relevance feedback: none, rm3 (ex
 FUSION = typer.Option(None, "--fusion", help="minmax, zscore (score interpolation) or rrf (reciprocal ranks).")
 ALPHA = typer.Option(None, "--alpha", help="Weight of the sparse ranking in [0, 1]; the dense one gets 1 - alpha.")
 DEPTH = typer.Option(None, "--depth", help="Candidates each part gives the fusion (default 1000).")
-FB_DOCS = typer.Option(None, "--fb-docs", help="Feedback documents taken from the first ranking (default 10).")
+FB_DOCS = typer.Option(None, "--fb-docs",
+                       help="Feedback documents taken from the first ranking (default 3, chosen on training queries).")
 
 
 def search_options(mode: Any = None, prf: Any = None, fusion: Any = None, alpha: Any = None, depth: Any = None,

@@ -38,18 +38,20 @@ class HybridSettings:
     parts get feedback — ``rm3`` the BM25 parts, ``rocchio`` the dense parts,
     ``both``; the parts without feedback keep their first ranking in the
     second fusion.  ``fb_docs``: feedback documents taken from the fused
-    ranking.  Rocchio's α and β: Li et al. (2022) use α = β-weighted forms;
-    these defaults (0.4 / 0.6, :func:`~sparsearch.retriever.prf.rocchio`) are
-    documented there and were not tuned on any test split.
+    ranking.  Defaults (3 feedback documents, RM3's query weight 0.5,
+    Rocchio α 0.7 / β 0.3) were chosen on training queries only (SciFact
+    train + NFCorpus dev, ``benchmarks/prf_select.py``) over a grid fixed
+    beforehand; the first untuned guess (10 documents, Rocchio 0.4 / 0.6)
+    lost to no feedback at all (docs/dense_hybrid.md).
     """
 
     fusion: FusionConfig = field(default_factory=FusionConfig)
     depth: int = 1000
     prf: Prf = "none"
-    fb_docs: int = 10
-    rm3: RM3Config = field(default_factory=RM3Config)
-    rocchio_alpha: float = 0.4
-    rocchio_beta: float = 0.6
+    fb_docs: int = 3
+    rm3: RM3Config = field(default_factory=lambda: RM3Config(fb_docs=3))
+    rocchio_alpha: float = 0.7
+    rocchio_beta: float = 0.3
 
     def __post_init__(self) -> None:
         if self.depth < 1 or self.fb_docs < 1:

@@ -50,7 +50,7 @@ class SearchOptions:
     fusion: str = "minmax"
     alpha: float | None = 0.5
     depth: int = 1000
-    fb_docs: int = 10
+    fb_docs: int = 3  # HybridSettings' default, chosen on training queries
 
     def __post_init__(self) -> None:
         for name, allowed in (("mode", MODES), ("prf", PRFS), ("fusion", FUSIONS)):

@@ -263,7 +263,7 @@ class SearchIn(BaseModel):
     alpha: float | None = Field(None, ge=0.0, le=1.0, description="Weight of the sparse ranking; the dense one gets "
                                 "1 - alpha (default 0.5).")
     depth: int | None = Field(None, ge=1, le=10_000, description="Candidates each index gives the fusion (1000).")
-    fb_docs: int | None = Field(None, ge=1, le=1000, description="Feedback documents (10).")
+    fb_docs: int | None = Field(None, ge=1, le=1000, description="Feedback documents (3, chosen on training queries).")
 
     def options(self) -> dict[str, Any]:
         """The search options given (for :meth:`~sparsearch.retriever.hybrid_collection.HybridCollection.search`)."""

@@ -81,11 +81,17 @@ def test_hybrid_equals_fusing_the_parts_rankings(parts: tuple[Retriever, Retriev
         np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
 
 
+def test_prf_defaults_are_the_settings_chosen_on_training_queries() -> None:
+    """benchmarks/prf_select.py's choice (docs/dense_hybrid.md): 3 documents, RM3 weight 0.5, Rocchio 0.7/0.3."""
+    s = HybridSettings()
+    assert (s.fb_docs, s.rm3.original_query_weight, s.rocchio_alpha, s.rocchio_beta) == (3, 0.5, 0.7, 0.3)
+
+
 def test_rocchio_moves_the_dense_query_toward_the_fused_top(parts: tuple[Retriever, Retriever]) -> None:
     """Li et al.: feedback from the fused ranking, Rocchio on the dense part, fused again."""
     bm25, dense = parts
     config = FusionConfig(method="minmax", alpha=0.5)
-    settings = HybridSettings(fusion=config, depth=6, prf="rocchio", fb_docs=2)
+    settings = HybridSettings(fusion=config, depth=6, prf="rocchio", fb_docs=2, rocchio_alpha=0.4, rocchio_beta=0.6)
     query = "apple cake"
     first_bm25, first_dense = bm25.search(query, 6), dense.search(query, 6)
     top2 = fuse([first_bm25, first_dense], config).ids[:2]
