@@ -69,6 +69,13 @@ def texts_of(data: Path, name: str, limit: int | None = None, offset: int = 0) -
     return texts[offset:offset + limit] if limit else texts[offset:]
 
 
+def queries_of(data: Path, name: str, limit: int) -> list[str]:
+    if limit <= 0:
+        return []
+    with (dataset_path(data, name) / "queries.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line)["text"] for _, line in zip(range(limit), f)]
+
+
 def make(args: argparse.Namespace) -> None:
     from sparsearch.pruning.pipeline import prune_folder
 
@@ -143,22 +150,46 @@ def speed(args: argparse.Namespace) -> None:
     texts = [t for name in args.datasets.split(",") for t in texts_of(args.data, name, args.docs)]
     for m in models.values():
         m.encode(texts[:16], 256, 32)  # warm-up (numba compiles, screens build)
-    seconds: dict[str, list[float]] = {n: [] for n in models}
-    for r in range(args.rounds):
-        for n, m in models.items():
+    queries = [q for name in args.datasets.split(",") for q in queries_of(args.data, name, args.queries)]
+    wall: dict[str, list[float]] = {n: [] for n in models}
+    cpu: dict[str, list[float]] = {n: [] for n in models}
+    query_ms: dict[str, list[float]] = {n: [] for n in models}
+
+    def timed(n: str) -> None:
+        w, c = time.perf_counter(), time.process_time()
+        models[n].encode(texts, 256, 32)
+        wall[n].append(time.perf_counter() - w)
+        cpu[n].append(time.process_time() - c)
+        for q in queries:  # SPLADE query latency: one query at a time, as a search encodes it
             t = time.perf_counter()
-            m.encode(texts, 256, 32)
-            seconds[n].append(time.perf_counter() - t)
-        logging.info("round %d: %s", r, {n: round(len(texts) / s[-1], 1) for n, s in seconds.items()})
-    base = seconds["unpruned"]
+            models[n].encode([q], 256, 1)
+            query_ms[n].append(1000 * (time.perf_counter() - t))
+
+    # A/B/A/B: the unpruned model runs before every variant and once more at the end of a round, and each
+    # variant is compared with the mean of the two unpruned runs around it (the machine is shared).
+    ratios: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in models}
+    variants = [n for n in models if n != "unpruned"]
+    for r in range(args.rounds):
+        timed("unpruned")
+        for n in variants:
+            timed(n)
+            timed("unpruned")
+            for kind, table in (("wall", wall), ("cpu", cpu)):
+                around = (table["unpruned"][-2] + table["unpruned"][-1]) / 2
+                ratios[n][kind].append(around / table[n][-1])
+        logging.info("round %d: %s", r, {n: round(v["wall"][-1], 2) for n, v in ratios.items() if v["wall"]})
     out = load(args.out)
-    for n, s in seconds.items():
+    for n in models:
         entry = out.setdefault("variants", {}).setdefault(n, {})
-        entry["docs_per_second"] = len(texts) / statistics.median(s)
-        entry["speedup"] = statistics.median(b / x for b, x in zip(base, s))
+        entry["docs_per_second"] = len(texts) / statistics.median(wall[n])
+        entry["cpu_seconds_per_doc"] = statistics.median(cpu[n]) / len(texts)
+        entry["speedup"] = statistics.median(ratios[n]["wall"]) if n != "unpruned" else 1.0
+        entry["speedup_cpu_time"] = statistics.median(ratios[n]["cpu"]) if n != "unpruned" else 1.0
         entry["size_bytes"] = size_on_disk(Path(models[n].model_dir))
+        if query_ms[n]:
+            entry["query_encode_ms_p50"] = statistics.median(query_ms[n])
         entry["speed_setup"] = {"docs": len(texts), "rounds": args.rounds, "threads": args.threads,
-                                "datasets": args.datasets}
+                                "datasets": args.datasets, "protocol": "A/B/A/B against the unpruned model"}
     save(args.out, out)
 
 
@@ -231,7 +262,7 @@ def plot(args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = load(args.out)
+    out = merged(args)
     sets = args.datasets.split(",")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for n, e in out.get("variants", {}).items():
@@ -252,6 +283,29 @@ def plot(args: argparse.Namespace) -> None:
     fig.savefig(args.img, dpi=120)
 
 
+def merged(args: argparse.Namespace) -> dict[str, Any]:
+    """Quality (``--out``) and speed (``--speed-json``) results of each variant in one dict."""
+    out = load(args.out)
+    for n, e in load(args.speed_json).get("variants", {}).items() if args.speed_json else ():
+        out.setdefault("variants", {}).setdefault(n, {}).update(e)  # speed and quality may be separate runs
+    return out
+
+
+def table(args: argparse.Namespace) -> None:
+    """The docs/pruning.md table: one row per variant, every figure measured (blank = not measured)."""
+    sets = args.datasets.split(",")
+    print("| variant | docs/s | × unpruned (wall) | × unpruned (CPU time) | " + " | ".join(f"NDCG@10 {s}" for s in sets)
+          + " | mean | size on disk (MB) |")
+    print("|---" * (6 + len(sets)) + "|")
+    for n, e in merged(args).get("variants", {}).items():
+        nd = e.get("ndcg_at_10", {})
+        cells = [f"{nd[s]:.4f}" if s in nd else "" for s in sets]
+        mean = f"{statistics.mean(nd[s] for s in sets):.4f}" if all(s in nd for s in sets) else ""
+        fmt = lambda key, spec: format(e[key], spec) if key in e else ""  # noqa: E731
+        print(f"| {n} | {fmt('docs_per_second', '.2f')} | {fmt('speedup', '.2f')} | {fmt('speedup_cpu_time', '.2f')} | "
+              + " | ".join(cells) + f" | {mean} | {e['size_bytes'] / 1e6:.0f} |" if "size_bytes" in e else " | |")
+
+
 def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -265,12 +319,13 @@ def save(path: Path, data: dict[str, Any]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["make", "speed", "quality", "kernels", "plot"])
+    ap.add_argument("command", choices=["make", "speed", "quality", "kernels", "plot", "table"])
     ap.add_argument("--model", type=Path, default=Path("models/inference-free-minilm"))
     ap.add_argument("--work", type=Path, default=Path("benchmarks/cache/prune/if"))
     ap.add_argument("--shipped", type=Path, help="folder of benchmarks/prune_distill.py outputs (GPU)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SPARSEARCH_DATA", "../shared/data")))
     ap.add_argument("--out", type=Path, default=Path("docs/results/pruning_if.json"))
+    ap.add_argument("--speed-json", type=Path, help="plot: speed results kept in another file")
     ap.add_argument("--img", type=Path, default=Path("docs/img/pruning_if.png"))
     ap.add_argument("--title", default="inference-free-minilm: pruning")
     ap.add_argument("--encoder", default="inference-free")
@@ -278,11 +333,13 @@ def main() -> None:
     ap.add_argument("--variants", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--docs", type=int, default=64, help="speed: documents per dataset")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queries", type=int, default=0, help="speed: also time encoding this many queries per "
+                    "dataset one at a time (SPLADE)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=4096, help="kernels: rows of the activation matrix")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    {"make": make, "speed": speed, "quality": quality, "kernels": kernels, "plot": plot}[args.command](args)
+    {"make": make, "speed": speed, "quality": quality, "kernels": kernels, "plot": plot, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":
