@@ -27,6 +27,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -193,20 +194,30 @@ def encoded(args: argparse.Namespace, cores: int, result: dict[str, Any]) -> tup
     return doc_vectors, query_vectors, ids
 
 
+def measure_flat(doc_vectors: np.ndarray, query_vectors: np.ndarray, ids: list[str], args: argparse.Namespace,
+                 cores: int, result: dict[str, Any]) -> tuple[list[Any], float, float]:
+    """Flat's exact top 10 (the reference) and its QPS; the index is freed on return (10^6 vectors: GBs)."""
+    flat, flat_build = build(doc_vectors, ids, DenseIndexSettings(index_type="flat"))
+    result["flat_build_s"] = round(flat_build, 1)
+    snap = flat.snapshot
+
+    def search(q: np.ndarray, th: int) -> list[Any]:
+        return snap.hits(q, 10, threads=th, exact=True)
+
+    _, hits = timed(search, query_vectors, cores, False)
+    reference = [SimpleNamespace(ids=list(h.ids)) for h in hits]
+    flat_one, _ = timed(search, query_vectors[:args.flat_one_at_a_time], 1, True)
+    flat_batch, _ = timed(search, query_vectors, cores, False)
+    result["flat"] = {"qps_one_thread_one_at_a_time": round(flat_one, 2), "qps_batch_all_threads": round(flat_batch, 1)}
+    log.info("flat: %s", result["flat"])
+    return reference, flat_one, flat_batch
+
+
 def measure(doc_vectors: np.ndarray, query_vectors: np.ndarray, ids: list[str], args: argparse.Namespace,
             cores: int, result: dict[str, Any]) -> None:
     """Flat's exact top 10 as the reference, then HNSW at each ef_search: recall and QPS."""
 
-    flat, flat_build = build(doc_vectors, ids, DenseIndexSettings(index_type="flat"))
-    result["flat_build_s"] = round(flat_build, 1)
-    flat_snap = flat.snapshot
-    _, reference = timed(lambda q, th: flat_snap.hits(q, 10, threads=th, exact=True), query_vectors, cores, False)
-    few = query_vectors[:args.flat_one_at_a_time]
-    flat_one, _ = timed(lambda q, th: flat_snap.hits(q, 10, threads=th, exact=True), few, 1, True)
-    flat_batch, _ = timed(lambda q, th: flat_snap.hits(q, 10, threads=th, exact=True), query_vectors, cores, False)
-    result["flat"] = {"qps_one_thread_one_at_a_time": round(flat_one, 2), "qps_batch_all_threads": round(flat_batch, 1)}
-    log.info("flat: %s", result["flat"])
-
+    reference, flat_one, flat_batch = measure_flat(doc_vectors, query_vectors, ids, args, cores, result)
     settings = DenseIndexSettings(index_type="hnsw", hnsw_m=args.hnsw_m, ef_construction=args.ef_construction)
     hnsw, hnsw_build = build(doc_vectors, ids, settings)
     result["hnsw_build_s"] = round(hnsw_build, 1)
