@@ -12,8 +12,9 @@ here, so callers write ``kernels.search_one`` whatever file defines it:
   quantisation, Lucene's one-byte length norms;
 * :mod:`~sparsearch.index.kernels_topk`: exhaustive exact top-k (accumulate,
   rank, merge ranked lists);
-* :mod:`~sparsearch.index.kernels_prune`: MaxScore, dynamically pruned and
-  just as exact, with its per-term bounds;
+* :mod:`~sparsearch.index.kernels_prune`: MaxScore (document at a time, and
+  term at a time over the accumulator), dynamically pruned and just as
+  exact, with its per-term bounds;
 * :mod:`~sparsearch.index.kernels_scan`: whole-segment scans (live document
   frequencies, structural validation on open);
 * :mod:`~sparsearch.index.kernels_jit`: the deferred compilation below.
@@ -67,6 +68,8 @@ from sparsearch.index.kernels_prune import (  # noqa: F401
     _next_geq,
     maxscore_many,
     maxscore_one,
+    pruned_many,
+    pruned_one,
     term_bounds,
 )
 from sparsearch.index.kernels_scan import (  # noqa: F401
