@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from sparsearch.errors import IndexFormatError
+from sparsearch.filters import parse_filter
 from sparsearch.index import kernels, small
 from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
@@ -264,10 +265,10 @@ class InvertedIndex(SegmentDocuments):
             if method == "maxscore":
                 counts[0] = kernels.maxscore_one(t, w, k, *common, bounds, scores[0], docs[0])
             elif method == "pruned":
-                acc, touched, _ = self._workspace(seg.n_docs)
+                acc, touched, hist = self._workspace(seg.n_docs)
                 seed = np.float32(0.0) if seeds is None else seeds[0]
-                counts[0] = kernels.pruned_one(t, w, k, *common, *floors, bounds, seed, acc, touched, scores[0],
-                                               docs[0])
+                counts[0] = kernels.pruned_one(t, w, k, *common, *floors, bounds, seed, PRUNE_MIN_POSTINGS, acc,
+                                               touched, hist, scores[0], docs[0])
             else:
                 acc, touched, hist = self._workspace(seg.n_docs)
                 counts[0] = kernels.search_one(t, w, k, *common, *floors, acc, touched, hist, scores[0], docs[0])
@@ -282,37 +283,36 @@ class InvertedIndex(SegmentDocuments):
                 kernels.maxscore_many(*q, *common, bounds, scores, docs, counts)
             elif method == "pruned":
                 seeds = np.zeros(n_q, np.float32) if seeds is None else seeds
-                kernels.pruned_many(*q, *common, *floors, bounds, seeds, seg.n_docs, scores, docs, counts)
+                kernels.pruned_many(*q, *common, *floors, bounds, seeds, PRUNE_MIN_POSTINGS, seg.n_docs, scores, docs,
+                                    counts)
             else:
                 kernels.search_many(*q, *common, *floors, seg.n_docs, scores, docs, counts)
         return TopK(scores, docs, counts)
 
     def hits(self, queries: SparseBatch, k: int, filter: Any = None, threads: int | None = None,
-             where: str = "this index") -> list[Hits]:
+             where: str = "this index", method: str = "auto") -> list[Hits]:
         """Top-``k`` per query row as :class:`Hits` (external ids resolved lazily, stored fields on demand).
 
         ``k`` is clamped to the collection (asking for more hits than documents
         is not an error).  ``filter``: a metadata filter (:mod:`sparsearch.filters`),
         evaluated as bitsets before ranking; scores are the unfiltered ones.
+        ``method``: see :meth:`search` (every method gives the same hits).
         """
-        from sparsearch.filters import parse_filter
-        from sparsearch.index import filtering
-
-        parsed = parse_filter(filter)
+        parsed = None if filter is None else parse_filter(filter)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         top_k = min(int(k), max(self.n_docs, 1))
         if parsed is None:
-            top = self.search(queries, top_k, threads=threads)
-        elif filtering.matches_nothing(self, parsed, where):
-            return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+            top = self.search(queries, top_k, threads=threads, method=method)
         else:
-            top = filtering.search(self, queries, top_k, parsed, threads=threads, where=where)
-        out = []
-        for q in range(len(top.counts)):
-            internal, scores = top.row(q)
-            out.append(Hits(None, scores, internal, self.resolve_ids, self.stored_fields))
-        return out
+            from sparsearch.index import filtering  # imports this module
+
+            if filtering.matches_nothing(self, parsed, where):
+                return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+            top = filtering.search(self, queries, top_k, parsed, threads=threads, method=method, where=where)
+        resolve, fetch = self.resolve_ids, self.stored_fields
+        counts = top.counts.tolist()
+        return [Hits(None, top.scores[q, :n], top.doc_ids[q, :n], resolve, fetch) for q, n in enumerate(counts)]
 
 
 _extremes: dict[int, tuple[Any, np.float32, float]] = {}
@@ -354,6 +354,8 @@ METHODS = ("auto", "exhaustive", "pruned", "maxscore")
 PRUNE_MIN_DOCS = 50_000
 #: ...and only for k up to this (a large k keeps the threshold low, so little is pruned).
 PRUNE_MAX_K = 100
+#: The pruned kernel scores a query exhaustively when its lists hold fewer postings than this.
+PRUNE_MIN_POSTINGS = 20_000
 
 
 @dataclass(frozen=True)

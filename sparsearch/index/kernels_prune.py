@@ -15,7 +15,14 @@ from __future__ import annotations
 import numpy as np
 
 from sparsearch.index.kernels_jit import njit
-from sparsearch.index.kernels_topk import _LOW32, _accumulate, _sift_down
+from sparsearch.index.kernels_topk import (
+    _LOW32,
+    _RADIX_MIN_CANDIDATES,
+    RADIX_BUCKETS,
+    _accumulate,
+    _collect_top_k,
+    _sift_down,
+)
 from sparsearch.scoring import TRANSFORM_LINEAR, TRANSFORM_SATURATE
 
 prange = range  # numba.prange once the kernels are compiled (kernels_jit.materialize)
@@ -274,7 +281,7 @@ def pruned_one(
     q_terms, q_weights, k,
     postings_offsets, postings_docs, postings_weights, term_scales,
     transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-    deleted, doc_base, min_weight, max_kd, bounds, theta_seed, acc, touched, out_scores, out_docs,
+    deleted, doc_base, min_weight, max_kd, bounds, theta_seed, min_postings, acc, touched, hist, out_scores, out_docs,
 ):
     """Exact top-k of one query over one segment by MaxScore run term at a time; returns the hits written.
 
@@ -299,14 +306,20 @@ def pruned_one(
     superset of the top k), and the survivors nearest the cut are scored
     again in query-term order, the order of :func:`kernels_topk._accumulate`:
     hits and scores are those of exhaustive search to the bit, ties broken
-    by lower doc id.  ``acc`` (zeroed) and ``touched`` (n_docs + 1 slots) are
-    scratch, as in ``search_one``; ``acc`` is left zeroed.
+    by lower doc id.  ``acc`` (zeroed), ``touched`` (n_docs + 1 slots) and
+    ``hist`` are scratch, as in ``search_one``, and left zeroed.
+
+    A query whose lists hold fewer than ``min_postings`` postings in all is
+    scored exhaustively (``search_one``'s path): below some length the
+    bookkeeping costs more than pruning saves (docs/query_speed.md measured
+    where).
     """
     n_terms_index = len(postings_offsets) - 1
     m = len(q_terms)
     pos_q = np.empty(m, np.int64)  # positions in the query row of the terms that can score
     ub = np.empty(m, np.float64)
     n = 0
+    total = 0
     for i in range(m):
         t = q_terms[i]
         if t < 0 or t >= n_terms_index or not q_weights[i] > 0.0:
@@ -315,9 +328,15 @@ def pruned_one(
             continue
         pos_q[n] = i
         ub[n] = np.float64(np.float32(q_weights[i]) * bounds[t])
+        total += postings_offsets[t + 1] - postings_offsets[t]
         n += 1
     if n == 0:
         return 0
+    if total < min_postings:
+        n_touched = _accumulate(q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales,
+                                transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
+                                use_exact_lengths, min_weight, max_kd, acc, touched)
+        return _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, doc_base, hist)
     order = pos_q[:n][np.argsort(-ub[:n], kind="mergesort")]  # query positions by decreasing bound
     ub_sorted = -np.sort(-ub[:n])
     rest = np.zeros(n + 1)  # rest[j]: sum of the bounds of terms j.. in that order
@@ -356,7 +375,7 @@ def pruned_one(
         if (np.float64(acc[d]) + rest[essential]) * slack >= theta:
             cands[n_cands] = d
             n_cands += 1
-    cands = np.sort(cands[:n_cands])
+    cands = np.sort(cands[:n_cands]) if essential < n else cands[:n_cands]  # probing needs ascending ids
     for j in range(essential, n):
         i = order[j]
         t = q_terms[i]
@@ -427,19 +446,21 @@ def pruned_many(
     q_offsets, q_terms, q_weights, k, n_blocks,
     postings_offsets, postings_docs, postings_weights, term_scales,
     transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-    deleted, doc_base, min_weight, max_kd, bounds, theta_seeds, n_docs, out_scores, out_docs, out_counts,
+    deleted, doc_base, min_weight, max_kd, bounds, theta_seeds, min_postings, n_docs, out_scores, out_docs,
+    out_counts,
 ):
     """:func:`pruned_one` over a batch, in parallel over blocks of queries (one accumulator per block)."""
     n_queries = len(q_offsets) - 1
     for blk in prange(n_blocks):
         acc = np.zeros(n_docs, np.float32)
         touched = np.empty(n_docs + 1, np.int32)
+        hist = np.zeros(RADIX_BUCKETS if n_docs >= _RADIX_MIN_CANDIDATES else 0, np.int32)
         for q in range(n_queries * blk // n_blocks, n_queries * (blk + 1) // n_blocks):
             lo = q_offsets[q]
             hi = q_offsets[q + 1]
             out_counts[q] = pruned_one(
                 q_terms[lo:hi], q_weights[lo:hi], k, postings_offsets, postings_docs, postings_weights, term_scales,
                 transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths,
-                deleted, doc_base, min_weight, max_kd, bounds, theta_seeds[q], acc, touched, out_scores[q],
-                out_docs[q],
+                deleted, doc_base, min_weight, max_kd, bounds, theta_seeds[q], min_postings, acc, touched, hist,
+                out_scores[q], out_docs[q],
             )

@@ -18,6 +18,14 @@ from sparsearch.index.segment import build_segment
 from sparsearch.types import SparseBatch
 
 
+@pytest.fixture(autouse=True)
+def prune_every_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These indexes are small: without this, every query would take the pruned kernel's exhaustive path."""
+    from sparsearch.index import inverted
+
+    monkeypatch.setattr(inverted, "PRUNE_MIN_POSTINGS", 0)
+
+
 def one_row(t: np.ndarray, w: np.ndarray) -> SparseBatch:
     return SparseBatch(np.array([0, len(t)]), t, w)
 
@@ -80,11 +88,12 @@ def test_pruned_one_hand_computed() -> None:
     out_s, out_d = np.zeros(2, np.float32), np.zeros(2, np.int64)
     bounds = index._bounds(seg, index._length_params())
     floors = index._underflow_bounds(seg, index._length_params())
-    n = kernels.pruned_one(query.term_ids, query.weights, 2, *plan.common, *floors, bounds, np.float32(11.5), acc,
-                           np.empty(5, np.int32), out_s, out_d)
+    hist = np.zeros(0, np.int32)
+    n = kernels.pruned_one(query.term_ids, query.weights, 2, *plan.common, *floors, bounds, np.float32(11.5), 0, acc,
+                           np.empty(5, np.int32), hist, out_s, out_d)
     assert n == 0
-    n = kernels.pruned_one(query.term_ids, query.weights, 2, *plan.common, *floors, bounds, np.float32(5.0), acc,
-                           np.empty(5, np.int32), out_s, out_d)
+    n = kernels.pruned_one(query.term_ids, query.weights, 2, *plan.common, *floors, bounds, np.float32(5.0), 0, acc,
+                           np.empty(5, np.int32), hist, out_s, out_d)
     assert n == 2 and out_d.tolist() == [2, 0]  # a seed equal to a score keeps that document (ties may win)
     assert not acc.any()
 
