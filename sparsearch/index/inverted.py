@@ -21,6 +21,7 @@ import numpy as np
 from sparsearch.errors import IndexFormatError
 from sparsearch.filters import parse_filter
 from sparsearch.index import kernels, small
+from sparsearch.index.blockmax import BlockRows
 from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
 from sparsearch.index.documents import SegmentDocuments
@@ -67,6 +68,7 @@ class InvertedIndex(SegmentDocuments):
         self._id_table: list[str] | None = None
         self._n_live: int | None = None
         self._plans: list[_SegmentPlan] | None = None
+        self._rows: dict[int, BlockRows] = {}
 
     # ------------------------------------------------------------ opening
 
@@ -180,12 +182,14 @@ class InvertedIndex(SegmentDocuments):
 
         ``method``: ``"exhaustive"`` (term at a time, every posting scored),
         ``"pruned"`` (MaxScore term at a time: long lists of low-weight terms
-        only probed for candidates, :func:`kernels_prune.pruned_one`) or
-        ``"maxscore"`` (document at a time); all three give the same hits and
-        scores.  ``"auto"`` takes ``pruned`` for segments of at least
-        :data:`PRUNE_MIN_DOCS` documents at ``k <=`` :data:`PRUNE_MAX_K`, and
-        exhaustive scoring otherwise, where it measured faster
-        (docs/query_speed.md).
+        only probed for candidates, :func:`kernels_prune.pruned_one`),
+        ``"blockmax"`` (block-max MaxScore over blocks of documents,
+        :func:`kernels_blockmax.blockmax_one`) or ``"maxscore"`` (document at
+        a time); all give the same hits and scores.  ``"auto"`` is
+        exhaustive: on SciFact, NFCorpus and the 10^5 and 10^6 BM25 corpora
+        it measured faster than every pruned method at k = 10
+        (docs/query_speed.md), because BM25's per-term (and per-block)
+        maxima of long queries over common words leave little to prune.
 
         Segments are searched largest first, and from the second on the k-th
         score found so far seeds each query's pruning threshold: a small
@@ -244,6 +248,16 @@ class InvertedIndex(SegmentDocuments):
             self._bound_cache[key] = bounds
         return bounds
 
+    def _block_rows(self, plan: "_SegmentPlan") -> BlockRows:
+        """The segment's block-max rows under this snapshot (built term by term as queries need them)."""
+        rows = self._rows.get(plan.base)
+        if rows is None:
+            with _rows_lock:
+                rows = self._rows.get(plan.base)
+                if rows is None:
+                    rows = self._rows[plan.base] = BlockRows(plan.seg.n_docs, plan.seg.postings_offsets, plan.common)
+        return rows
+
     def _search_segment(self, plan: "_SegmentPlan", queries: SparseBatch, k: int, threads: int | None,
                         method: str, seeds: np.ndarray | None) -> TopK:
         seg, common = plan.seg, plan.common
@@ -258,12 +272,21 @@ class InvertedIndex(SegmentDocuments):
             return TopK(scores, docs, counts)
         params = self._length_params()
         floors = () if method == "maxscore" else self._underflow_bounds(seg, params)
-        bounds = None if method == "exhaustive" else self._bounds(seg, params)
+        bounds = self._bounds(seg, params) if method in ("pruned", "maxscore") else None
+        if method == "blockmax":
+            rows = self._block_rows(plan)
+            rows.ensure(queries.term_ids)
+            bounds = rows.args()
         if n_q == 1:
             # One query: this thread's scratch arrays rather than n_docs fresh floats, and no thread pool.
             t, w = queries.term_ids, queries.weights
             if method == "maxscore":
                 counts[0] = kernels.maxscore_one(t, w, k, *common, bounds, scores[0], docs[0])
+            elif method == "blockmax":
+                acc, touched, hist = self._workspace(seg.n_docs)
+                seed = np.float32(0.0) if seeds is None else seeds[0]
+                counts[0] = kernels.blockmax_one(t, w, k, *common, *floors, *bounds, seed, acc, touched, hist,
+                                                 scores[0], docs[0])
             elif method == "pruned":
                 acc, touched, hist = self._workspace(seg.n_docs)
                 seed = np.float32(0.0) if seeds is None else seeds[0]
@@ -271,7 +294,8 @@ class InvertedIndex(SegmentDocuments):
                                                touched, hist, scores[0], docs[0])
             else:
                 acc, touched, hist = self._workspace(seg.n_docs)
-                counts[0] = kernels.search_one(t, w, k, *common, *floors, acc, touched, hist, scores[0], docs[0])
+                counts[0] = kernels.search_one(t, w, k, *common, *floors, acc[: seg.n_docs], touched[: seg.n_docs + 1],
+                                               hist, scores[0], docs[0])
             return TopK(scores, docs, counts)
         import numba
 
@@ -281,6 +305,9 @@ class InvertedIndex(SegmentDocuments):
         with _numba_threads(n_threads):
             if method == "maxscore":
                 kernels.maxscore_many(*q, *common, bounds, scores, docs, counts)
+            elif method == "blockmax":
+                seeds = np.zeros(n_q, np.float32) if seeds is None else seeds
+                kernels.blockmax_many(*q, *common, *floors, *bounds, seeds, scores, docs, counts)
             elif method == "pruned":
                 seeds = np.zeros(n_q, np.float32) if seeds is None else seeds
                 kernels.pruned_many(*q, *common, *floors, bounds, seeds, PRUNE_MIN_POSTINGS, seg.n_docs, scores, docs,
@@ -349,12 +376,10 @@ def _forget_extremes(key: int, ref: Any) -> None:
 
 
 #: Search methods of :meth:`InvertedIndex.search` (all exact).
-METHODS = ("auto", "exhaustive", "pruned", "maxscore")
-#: ``auto`` prunes segments of at least this many documents (smaller ones: exhaustive scoring measured faster)...
-PRUNE_MIN_DOCS = 50_000
-#: ...and only for k up to this (a large k keeps the threshold low, so little is pruned).
-PRUNE_MAX_K = 100
-#: The pruned kernel scores a query exhaustively when its lists hold fewer postings than this.
+METHODS = ("auto", "exhaustive", "blockmax", "pruned", "maxscore")
+_rows_lock = threading.Lock()
+#: The pruned kernel scores a query exhaustively when its lists hold fewer postings than this (below it,
+#: pruning's bookkeeping measured slower on the 10^5 corpus: docs/query_speed.md).
 PRUNE_MIN_POSTINGS = 20_000
 
 
@@ -369,9 +394,8 @@ class _SegmentPlan:
 
 
 def _method_for(plan: _SegmentPlan, method: str, k: int) -> str:
-    if method != "auto":
-        return method
-    return "pruned" if plan.seg.n_docs >= PRUNE_MIN_DOCS and k <= PRUNE_MAX_K else "exhaustive"
+    """The method a segment is searched with: ``auto`` is exhaustive (the measured winner, see ``search``)."""
+    return "exhaustive" if method == "auto" else method
 
 
 def _seeds(result: TopK, k: int) -> np.ndarray:

@@ -15,6 +15,8 @@ here, so callers write ``kernels.search_one`` whatever file defines it:
 * :mod:`~sparsearch.index.kernels_prune`: MaxScore (document at a time, and
   term at a time over the accumulator), dynamically pruned and just as
   exact, with its per-term bounds;
+* :mod:`~sparsearch.index.kernels_blockmax`: block-max MaxScore over
+  blocks of documents, with per-block bounds of long lists;
 * :mod:`~sparsearch.index.kernels_scan`: whole-segment scans (live document
   frequencies, structural validation on open);
 * :mod:`~sparsearch.index.kernels_jit`: the deferred compilation below.
@@ -59,6 +61,7 @@ from sparsearch.index.kernels_build import (  # noqa: F401
     quantize_uint8,
     term_frequencies,
 )
+from sparsearch.index.kernels_blockmax import blockmax_many, blockmax_one, block_rows  # noqa: F401
 from sparsearch.index.kernels_jit import _Deferred, njit, numba_loaded  # noqa: F401
 from sparsearch.index.kernels_jit import materialize as _materialize  # noqa: F401
 from sparsearch.index.kernels_prune import (  # noqa: F401

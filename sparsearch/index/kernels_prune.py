@@ -21,7 +21,9 @@ from sparsearch.index.kernels_topk import (
     RADIX_BUCKETS,
     _accumulate,
     _collect_top_k,
+    _offer,
     _sift_down,
+    _write_hits,
 )
 from sparsearch.scoring import TRANSFORM_LINEAR, TRANSFORM_SATURATE
 
@@ -249,16 +251,7 @@ def _kth_live_score(acc, docs, n, deleted, k, heap):
         d = docs[i]
         if has_deletes and deleted[d]:
             continue
-        s = acc[d]
-        if size < k:
-            heap[size] = s
-            size += 1
-            if size == k:
-                for j in range(k // 2 - 1, -1, -1):
-                    _sift_down(heap, k, j)
-        elif s > heap[0]:
-            heap[0] = s
-            _sift_down(heap, k, 0)
+        size = _offer(heap, size, k, acc[d])
     return heap[0] if size == k else np.float32(0.0)
 
 
@@ -347,7 +340,9 @@ def pruned_one(
     if theta > 0.0 and rest[0] * slack < theta:
         return 0  # no document here can reach the seeded threshold
     heap = np.empty(k, np.float32)
+    keys = np.empty(k, np.int64)
     n_touched = 0
+    checked = 0
     essential = n
     for j in range(n):
         i = order[j]
@@ -356,9 +351,15 @@ def pruned_one(
                                      doc_lengths, use_exact_lengths, min_weight, max_kd, acc, touched, n_touched)
         if j + 1 == n:
             break
-        if rest[j + 1] * slack >= theta and (rest[0] - rest[j + 1]) * slack > rest[j + 1]:
-            # A threshold above the bounds left is possible (a partial score can reach the bounds seen so far).
-            kth = np.float64(_kth_live_score(acc, touched, n_touched, deleted, k, heap)) / slack
+        if rest[j + 1] * slack >= theta and n_touched >= 2 * checked:
+            # The k best partial scores so far, scored in full: their k-th exact score is a threshold close to
+            # the final one long before partial scores get there.  Redone once the touched documents have
+            # doubled, so all checks together cost at most two passes over them.
+            checked = n_touched
+            kth = np.float64(_kth_full_score(acc, touched, n_touched, deleted, k, keys, q_terms, q_weights,
+                                             postings_offsets, postings_docs, postings_weights, term_scales,
+                                             transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b,
+                                             doc_lengths, use_exact_lengths))
             if kth > theta:
                 theta = kth
         if rest[j + 1] * slack < theta:
@@ -368,14 +369,24 @@ def pruned_one(
     cands = np.empty(n_touched, np.int32)
     n_cands = 0
     has_deletes = len(deleted) > 0
-    for c in range(n_touched):
-        d = touched[c]
-        if has_deletes and deleted[d]:
-            continue
-        if (np.float64(acc[d]) + rest[essential]) * slack >= theta:
-            cands[n_cands] = d
-            n_cands += 1
-    cands = np.sort(cands[:n_cands]) if essential < n else cands[:n_cands]  # probing needs ascending ids
+    if essential < n and n_touched * 16 > len(doc_norms):
+        # Many: a scan of the accumulator lists them in doc id order for less than sorting them would cost.
+        for d in range(len(doc_norms)):
+            a = acc[d]
+            if a != 0.0 and not (has_deletes and deleted[d]) and (np.float64(a) + rest[essential]) * slack >= theta:
+                cands[n_cands] = d
+                n_cands += 1
+    else:
+        for c in range(n_touched):
+            d = touched[c]
+            if has_deletes and deleted[d]:
+                continue
+            if (np.float64(acc[d]) + rest[essential]) * slack >= theta:
+                cands[n_cands] = d
+                n_cands += 1
+        if essential < n:
+            cands[:n_cands].sort()  # probing needs ascending ids
+    cands = cands[:n_cands]
     for j in range(essential, n):
         i = order[j]
         t = q_terms[i]
@@ -406,29 +417,61 @@ def pruned_one(
         d = cands[c]
         if np.float64(acc[d]) * slack < cut:
             continue
-        score = np.float32(0.0)
-        for j in range(m):
-            t = q_terms[j]
-            if t < 0 or t >= n_terms_index or not q_weights[j] > 0.0:
-                continue
-            end = postings_offsets[t + 1]
-            p = _next_geq(postings_docs, postings_offsets[t], end, d)
-            if p < end and postings_docs[p] == d:
-                score += _exact_contribution(q_weights[j], t, p, d, postings_weights, term_scales, transform,
-                                             k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
-                                             use_exact_lengths)
+        score = _exact_score(d, q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales,
+                             transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
+                             use_exact_lengths)
         if score > 0.0:
             keys[n_keys] = (np.int64(_float_bits(score)) << 32) | (_LOW32 - d)
             n_keys += 1
     for c in range(n_touched):
         acc[touched[c]] = 0.0
-    best = np.sort(keys[:n_keys])
-    n_out = min(k, n_keys)
-    for j in range(n_out):
-        key = best[n_keys - 1 - j]
-        out_scores[j] = _bits_float(np.uint32(key >> 32))
-        out_docs[j] = (_LOW32 - (key & _LOW32)) + doc_base
-    return n_out
+    return _write_hits(np.sort(keys[:n_keys])[::-1], min(k, n_keys), 32, _LOW32, doc_base, out_scores, out_docs)
+
+
+@njit(cache=True, nogil=True)
+def _exact_score(d, q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales, transform,
+                 k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths):
+    """Document ``d``'s score summed in query-term order, as exhaustive search sums it (the same float32 bits)."""
+    n_terms_index = len(postings_offsets) - 1
+    score = np.float32(0.0)
+    for j in range(len(q_terms)):
+        t = q_terms[j]
+        if t < 0 or t >= n_terms_index or not q_weights[j] > 0.0:
+            continue
+        end = postings_offsets[t + 1]
+        p = _next_geq(postings_docs, postings_offsets[t], end, d)
+        if p < end and postings_docs[p] == d:
+            score += _exact_contribution(q_weights[j], t, p, d, postings_weights, term_scales, transform, k_table,
+                                         doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths)
+    return score
+
+
+@njit(cache=True, nogil=True)
+def _kth_full_score(acc, docs, n, deleted, k, keys, q_terms, q_weights, postings_offsets, postings_docs,
+                    postings_weights, term_scales, transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b,
+                    doc_lengths, use_exact_lengths):
+    """The k-th largest exact score among the k live documents of ``docs[:n]`` with the best ``acc``, or 0.
+
+    Any k documents' exact scores bound the final k-th score from below;
+    those best so far on part of the query bound it tightly.
+    """
+    has_deletes = len(deleted) > 0
+    size = 0
+    for i in range(n):
+        d = docs[i]
+        if has_deletes and deleted[d]:
+            continue
+        size = _offer(keys, size, k, (np.int64(_float_bits(acc[d])) << 32) | np.int64(d))
+    if size < k:
+        return np.float32(0.0)
+    lowest = np.float32(np.inf)
+    for i in range(k):
+        s = _exact_score(np.int64(keys[i] & _LOW32), q_terms, q_weights, postings_offsets, postings_docs,
+                         postings_weights, term_scales, transform, k_table, doc_norms, k1, b_over_avgdl, one_minus_b,
+                         doc_lengths, use_exact_lengths)
+        if s < lowest:
+            lowest = s
+    return lowest
 
 
 @njit(cache=True, nogil=True)

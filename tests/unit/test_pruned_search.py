@@ -21,9 +21,10 @@ from sparsearch.types import SparseBatch
 @pytest.fixture(autouse=True)
 def prune_every_query(monkeypatch: pytest.MonkeyPatch) -> None:
     """These indexes are small: without this, every query would take the pruned kernel's exhaustive path."""
-    from sparsearch.index import inverted
+    from sparsearch.index import blockmax, inverted
 
     monkeypatch.setattr(inverted, "PRUNE_MIN_POSTINGS", 0)
+    monkeypatch.setattr(blockmax, "BLOCK_SHIFT", 6)
 
 
 def one_row(t: np.ndarray, w: np.ndarray) -> SparseBatch:
@@ -98,19 +99,21 @@ def test_pruned_one_hand_computed() -> None:
     assert not acc.any()
 
 
+@pytest.mark.parametrize("method", ["pruned", "blockmax"])
 @pytest.mark.parametrize("transform", ["saturate", "linear"])
 @pytest.mark.parametrize("deleted_share", [0.0, 0.2])
-def test_pruned_equals_exhaustive_on_random_indexes(transform: str, deleted_share: float) -> None:
+def test_pruned_equals_exhaustive_on_random_indexes(method: str, transform: str, deleted_share: float) -> None:
+    """Blocks of 64 documents here (BLOCK_SHIFT 6): 63 blocks, most query terms long, many blocks skipped."""
     rng = np.random.default_rng(5 + int(deleted_share * 10) + len(transform))
     scoring = Scoring("saturate", 0.9, 0.4) if transform == "saturate" else Scoring("linear")
     index = build(rng, 4000, scoring, deleted_share)
     queries = random_batch(rng, 60, 300, 12, 0.6, False)
     for k in (1, 3, 10, 100):
         want = index.search(queries, k, method="exhaustive", threads=1)
-        assert_same(index.search(queries, k, method="pruned", threads=1), want)
-        assert_same(index.search(queries, k, method="pruned", threads=2), want)
+        assert_same(index.search(queries, k, method=method, threads=1), want)
+        assert_same(index.search(queries, k, method=method, threads=2), want)
         for q in range(0, len(queries), 7):
-            assert_same(index.search(one_row(*queries.row(q)), k, method="pruned"),
+            assert_same(index.search(one_row(*queries.row(q)), k, method=method),
                         index.search(one_row(*queries.row(q)), k, method="exhaustive"))
 
 
@@ -124,15 +127,16 @@ def test_pruned_keeps_ties_like_exhaustive() -> None:
         assert_same(index.search(query, k, method="pruned"), index.search(query, k, method="exhaustive"))
 
 
+@pytest.mark.parametrize("method", ["pruned", "blockmax"])
 @pytest.mark.parametrize("transform", ["saturate", "linear"])
-def test_segments_largest_first_and_seeded_equal_unseeded(transform: str) -> None:
+def test_segments_largest_first_and_seeded_equal_unseeded(method: str, transform: str) -> None:
     rng = np.random.default_rng(9)
     scoring = Scoring("saturate", 1.2, 0.75) if transform == "saturate" else Scoring("linear")
     index = build(rng, 3000, scoring, 0.1, n_segments=3)
     assert [p.seg.n_docs for p in index._segment_plans()] == sorted((s.n_docs for s in index.segments), reverse=True)
     queries = random_batch(rng, 40, 300, 10, 0.6, False)
     k = 10
-    assert_same(index.search(queries, k, method="pruned", threads=1),
+    assert_same(index.search(queries, k, method=method, threads=1),
                 index.search(queries, k, method="exhaustive", threads=1))
     # The seeded search of one segment, merged with the seeding hits, equals the unseeded one merged.
     params = index._length_params()
@@ -140,23 +144,52 @@ def test_segments_largest_first_and_seeded_equal_unseeded(transform: str) -> Non
     top = index._search_segment(first, queries, k, 1, "exhaustive", None)
     seeds = top.scores[:, k - 1].copy()
     seeds[top.counts < k] = 0.0
-    seeded = index._search_segment(second, queries, k, 1, "pruned", seeds)
-    unseeded = index._search_segment(second, queries, k, 1, "pruned", None)
+    seeded = index._search_segment(second, queries, k, 1, method, seeds)
+    unseeded = index._search_segment(second, queries, k, 1, method, None)
     assert_same(_merge(top, seeded, k), _merge(top, unseeded, k))
     assert seeded.counts.sum() < unseeded.counts.sum(), "the seed should have pruned something"
     assert params is index._length_params()
 
 
-def test_auto_picks_by_segment_size_and_k(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_is_exhaustive_and_unknown_methods_are_refused() -> None:
     from sparsearch.index import inverted
 
     rng = np.random.default_rng(3)
     index = build(rng, 2000, Scoring("saturate", 0.9, 0.4), 0.0)
     plan = index._segment_plans()[0]
-    assert inverted._method_for(plan, "auto", 10) == "exhaustive"  # below PRUNE_MIN_DOCS
-    monkeypatch.setattr(inverted, "PRUNE_MIN_DOCS", 1000)
-    assert inverted._method_for(plan, "auto", 10) == "pruned"
-    assert inverted._method_for(plan, "auto", inverted.PRUNE_MAX_K + 1) == "exhaustive"
-    assert inverted._method_for(plan, "maxscore", 10) == "maxscore"
+    assert inverted._method_for(plan, "auto", 10) == "exhaustive"
+    assert inverted._method_for(plan, "blockmax", 10) == "blockmax"
     with pytest.raises(ValueError, match="unknown search method"):
         index.search(random_batch(rng, 1, 300, 3, 0.6, False), 10, method="wand")
+
+
+@pytest.mark.parametrize("method", ["pruned", "blockmax"])
+def test_real_queries_with_deletes_and_filters(method: str, scifact_slice, scifact_queries: list[str]) -> None:
+    """BM25 on a SciFact slice (or its stand-in): text queries, a delete, a filter; batch, one at a time, both."""
+    from sparsearch import Index, read_corpus
+    from sparsearch.index import filtering
+    from sparsearch.types import Document
+
+    docs = [Document(d.doc_id, d.title, d.text, {"half": i % 2}) for i, d in enumerate(read_corpus(scifact_slice))]
+    index = Index.build(docs[:1000])
+    index.add(docs[1000:])  # a second segment: seeding between segments
+    index.delete([d.doc_id for d in docs[::7]])
+    index.commit()
+    assert index.n_segments >= 2
+    queries = scifact_queries[:120]
+    for k in (1, 10):
+        want = index.search_batch(queries, k, threads=1, method="exhaustive")
+        got = index.search_batch(queries, k, threads=2, method=method)
+        for q, (a, b) in enumerate(zip(want, got)):
+            assert a.ids == b.ids and a.scores.tobytes() == b.scores.tobytes()
+            one = index.search(queries[q], k, method=method)
+            assert one.ids == b.ids and one.scores.tobytes() == b.scores.tobytes()
+    flt = {"field": "half", "eq": 1}
+    snap = index.snapshot
+    encoded = index.encode_queries(queries, snap)
+    for strategy in ("mask", "auto"):
+        want = filtering.search(snap, encoded, 10, flt, threads=1, method="exhaustive", strategy=strategy)
+        assert_same(filtering.search(snap, encoded, 10, flt, threads=1, method=method, strategy=strategy), want)
+    for q in range(0, len(queries), 10):
+        assert index.search(queries[q], 10, filter=flt, method=method).ids == \
+            index.search(queries[q], 10, filter=flt).ids
