@@ -171,7 +171,7 @@ def test_real_queries_with_deletes_and_filters(method: str, scifact_slice, scifa
     from sparsearch.types import Document
 
     docs = [Document(d.doc_id, d.title, d.text, {"half": i % 2}) for i, d in enumerate(read_corpus(scifact_slice))]
-    index = Index.build(docs[:1000])
+    index = Index.build(docs[:1000], config=IndexConfig(quantization="uint8", stored_fields=("title", "metadata")))
     index.add(docs[1000:])  # a second segment: seeding between segments
     index.delete([d.doc_id for d in docs[::7]])
     index.commit()
