@@ -161,6 +161,42 @@ def report_lines(name: str, r: dict[str, Any], threads: list[int], methods: list
     return rows
 
 
+def by_postings(name: str, args: argparse.Namespace) -> list[str]:
+    """Markdown rows: per query, CPU time of each method ÷ exhaustive's, grouped by the postings it reads.
+
+    Scoring only (queries encoded beforehand), one query per call, best of three.
+    """
+    corpus, queries = corpus_and_queries(name)
+    index = sparsearch_index(corpus, args.work / name)
+    snap = index.snapshot
+    encoded = [index.encode_queries([q], snap) for q in queries[: args.one_at_a_time or None]]
+    lengths = np.diff(snap.segments[0].postings_offsets) if len(snap.segments) == 1 else None
+    if lengths is None:
+        raise SystemExit("--by-postings needs a one-segment index")
+    methods = ["exhaustive"] + [m for m in args.methods if m not in ("auto", "exhaustive")]
+    rows = []
+    for e in encoded:
+        cost = []
+        for m in methods:
+            times = []
+            for _ in range(3):
+                t = time.thread_time()
+                snap.search(e, args.k, threads=1, method=m)
+                times.append(time.thread_time() - t)
+            cost.append(min(times))
+        rows.append([int(lengths[e.term_ids].sum())] + cost)
+    table = np.array(rows)
+    out = [f"| postings per query | queries | exhaustive µs | {' | '.join(f'{m} ÷ exhaustive' for m in methods[1:])} |",
+           "|---|---|---|" + "---|" * (len(methods) - 1)]
+    edges = [0, 5_000, 20_000, 50_000, 100_000, 300_000, np.inf]
+    for lo, hi in zip(edges, edges[1:]):
+        sel = (table[:, 0] >= lo) & (table[:, 0] < hi)
+        if sel.any():
+            ratios = " | ".join(f"{table[sel, j].sum() / table[sel, 1].sum():.2f}×" for j in range(2, len(methods) + 1))
+            out.append(f"| {lo:,.0f}–{hi:,.0f} | {int(sel.sum())} | {table[sel, 1].mean() * 1e6:,.0f} | {ratios} |")
+    return out
+
+
 def plot(runs: dict[str, Any], path: Path) -> None:
     """One group of bars per set: each configuration's QPS as a multiple of bm25s' in the same mode."""
     import matplotlib
@@ -201,7 +237,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sparsearch-query-speed"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "query_speed.json")
     parser.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "img" / "query_speed.png")
+    parser.add_argument("--by-postings", action="store_true",
+                        help="instead: per-query cost of each method against exhaustive, by postings read")
     args = parser.parse_args()
+    if args.by_postings:
+        for name in args.sets:
+            print("\n".join([f"\n{name}, k = {args.k}"] + by_postings(name, args)), flush=True)
+        return
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     runs = results.setdefault("runs", {})
