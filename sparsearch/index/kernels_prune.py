@@ -243,16 +243,24 @@ def maxscore_many(
 
 
 @njit(cache=True, nogil=True)
-def _kth_live_score(acc, docs, n, deleted, k, heap):
-    """The k-th largest ``acc[d]`` over the live documents of ``docs[:n]``, or 0 with fewer than k of them."""
+def _best_live(acc, docs, n, deleted, k, keys):
+    """The k live documents of ``docs[:n]`` with the largest ``acc``, as a min-heap of packed keys; returns how many."""
     has_deletes = len(deleted) > 0
     size = 0
     for i in range(n):
         d = docs[i]
         if has_deletes and deleted[d]:
             continue
-        size = _offer(heap, size, k, acc[d])
-    return heap[0] if size == k else np.float32(0.0)
+        size = _offer(keys, size, k, (np.int64(_float_bits(acc[d])) << 32) | np.int64(d))
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _kth_live_score(acc, docs, n, deleted, k, keys):
+    """The k-th largest ``acc[d]`` over the live documents of ``docs[:n]``, or 0 with fewer than k of them."""
+    if _best_live(acc, docs, n, deleted, k, keys) < k:
+        return np.float32(0.0)
+    return _bits_float(np.uint32(keys[0] >> 32))
 
 
 @njit(inline="always")
@@ -339,7 +347,6 @@ def pruned_one(
     theta = np.float64(theta_seed) / slack
     if theta > 0.0 and rest[0] * slack < theta:
         return 0  # no document here can reach the seeded threshold
-    heap = np.empty(k, np.float32)
     keys = np.empty(k, np.int64)
     n_touched = 0
     checked = 0
@@ -404,12 +411,12 @@ def pruned_one(
                 kept += 1
         n_cands = kept
         if n_cands >= k:
-            kth = np.float64(_kth_live_score(acc, cands, n_cands, deleted, k, heap)) / slack
+            kth = np.float64(_kth_live_score(acc, cands, n_cands, deleted, k, keys)) / slack
             if kth > theta:
                 theta = kth
     # Every candidate now holds its full score (summed in bound order): the top k are among those within
     # rounding of the k-th; score those again in query-term order.
-    kth = np.float64(_kth_live_score(acc, cands, n_cands, deleted, k, heap)) / (slack * slack)
+    kth = np.float64(_kth_live_score(acc, cands, n_cands, deleted, k, keys)) / (slack * slack)
     cut = max(kth, theta)
     keys = np.empty(n_cands, np.int64)
     n_keys = 0
@@ -455,14 +462,7 @@ def _kth_full_score(acc, docs, n, deleted, k, keys, q_terms, q_weights, postings
     Any k documents' exact scores bound the final k-th score from below;
     those best so far on part of the query bound it tightly.
     """
-    has_deletes = len(deleted) > 0
-    size = 0
-    for i in range(n):
-        d = docs[i]
-        if has_deletes and deleted[d]:
-            continue
-        size = _offer(keys, size, k, (np.int64(_float_bits(acc[d])) << 32) | np.int64(d))
-    if size < k:
+    if _best_live(acc, docs, n, deleted, k, keys) < k:
         return np.float32(0.0)
     lowest = np.float32(np.inf)
     for i in range(k):
