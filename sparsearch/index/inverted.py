@@ -19,7 +19,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from sparsearch.errors import IndexFormatError
+from sparsearch.filters import parse_filter
 from sparsearch.index import kernels, small
+from sparsearch.index.blockmax import BlockRows
 from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
 from sparsearch.index.documents import SegmentDocuments
@@ -64,6 +66,9 @@ class InvertedIndex(SegmentDocuments):
         self._params: tuple[np.ndarray, float, float, float, bool] | None = None
         self._floors: dict[int, tuple[np.float32, float]] = {}
         self._id_table: list[str] | None = None
+        self._n_live: int | None = None
+        self._plans: list[_SegmentPlan] | None = None
+        self._rows: dict[int, BlockRows] = {}
 
     # ------------------------------------------------------------ opening
 
@@ -93,8 +98,11 @@ class InvertedIndex(SegmentDocuments):
 
     @property
     def n_docs(self) -> int:
-        """Live documents (deleted ones excluded)."""
-        return self.id_space - sum(int(s.deleted.sum()) for s in self.segments if s.deleted is not None)
+        """Live documents (deleted ones excluded); counted once, a snapshot's deletes never change."""
+        n = self._n_live
+        if n is None:
+            n = self._n_live = self.id_space - sum(int(s.deleted.sum()) for s in self.segments if s.deleted is not None)
+        return n
 
     @property
     def id_space(self) -> int:
@@ -172,32 +180,61 @@ class InvertedIndex(SegmentDocuments):
     def search(self, queries: SparseBatch, k: int, threads: int | None = None, method: str = "auto") -> TopK:
         """Exact top-``k`` per query row; ties broken by lower internal doc id.
 
-        ``method``: ``"exhaustive"`` (term-at-a-time, every posting scored) or
-        ``"maxscore"`` (document-at-a-time dynamic pruning, same results up to
-        float rounding).  ``"auto"`` is exhaustive: on every corpus measured so
-        far (BEIR sets, 10^5 and 10^6 documents, BM25) the branch-free
-        accumulator beat MaxScore at k = 10 to 1000 (docs/benchmarks.md).
+        ``method``: ``"exhaustive"`` (term at a time, every posting scored),
+        ``"pruned"`` (MaxScore term at a time: long lists of low-weight terms
+        only probed for candidates, :func:`kernels_prune.pruned_one`),
+        ``"blockmax"`` (block-max MaxScore over blocks of documents,
+        :func:`kernels_blockmax.blockmax_one`) or ``"maxscore"`` (document at
+        a time); all give the same hits and scores.  ``"auto"`` is
+        exhaustive: on SciFact, NFCorpus and the 10^5 and 10^6 BM25 corpora
+        it measured faster than every pruned method at k = 10
+        (docs/query_speed.md), because BM25's per-term (and per-block)
+        maxima of long queries over common words leave little to prune.
+
+        Segments are searched largest first, and from the second on the k-th
+        score found so far seeds each query's pruning threshold: a small
+        segment that cannot beat it is all but skipped.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if method not in ("auto", "exhaustive", "maxscore"):
-            raise ValueError(f"unknown search method {method!r} (expected auto, exhaustive or maxscore)")
-        use_maxscore = method == "maxscore"
+        if method not in METHODS:
+            raise ValueError(f"unknown search method {method!r} (expected one of {', '.join(METHODS)})")
         n_q = len(queries)
         k = int(k)
         result: TopK | None = None
-        params = self._length_params()
+        plans = self._segment_plans()
         # Merging per-segment lists in NumPy too when every segment was searched in NumPy (small index).
-        numpy_merge = len(self.segments) > 1 and not use_maxscore and all(
-            small.small_search(s.n_postings, s.n_docs) for s in self.segments)
-        for seg, base in zip(self.segments, self.bases[:-1]):
-            if seg.n_docs == 0:
-                continue
-            part = self._search_segment(seg, int(base), queries, k, threads, params, use_maxscore)
+        numpy_merge = len(plans) > 1 and method != "maxscore" and all(plan.small for plan in plans)
+        for plan in plans:
+            seeds = None if result is None else _seeds(result, k)
+            part = self._search_segment(plan, queries, k, threads, _method_for(plan, method, k), seeds)
             result = part if result is None else _merge(result, part, k, numpy_merge)
         if result is None:
             result = TopK(np.zeros((n_q, k), np.float32), np.zeros((n_q, k), np.int64), np.zeros(n_q, np.int64))
         return result
+
+    def _segment_plans(self) -> list["_SegmentPlan"]:
+        """Every non-empty segment with its kernel arguments, largest first (built once per snapshot).
+
+        Largest first: its k-th scores are the best seeds for the rest.
+        """
+        plans = self._plans
+        if plans is None:
+            params = self._length_params()
+            k_table, k1, b_over_avgdl, one_minus_b, exact = params
+            transform = self.scoring.transform_code
+            plans = []
+            for seg, base in zip(self.segments, self.bases[:-1].tolist()):
+                if seg.n_docs == 0:
+                    continue
+                deleted = seg.deleted if seg.deleted is not None else _NO_DELETES
+                common = (seg.postings_offsets, seg.postings_docs, seg.postings_weights, seg.scales,
+                          transform, k_table, seg.doc_norms, np.float32(k1), np.float32(b_over_avgdl),
+                          np.float32(one_minus_b), seg.doc_lengths, exact, deleted, base)
+                plans.append(_SegmentPlan(seg, base, common, small.small_search(seg.n_postings, seg.n_docs)))
+            plans.sort(key=lambda plan: -plan.seg.n_docs)
+            self._plans = plans
+        return plans
 
     def _bounds(self, seg: Segment, params: tuple) -> np.ndarray:
         """Per-term score bounds of a segment under this snapshot's statistics (cached)."""
@@ -211,76 +248,98 @@ class InvertedIndex(SegmentDocuments):
             self._bound_cache[key] = bounds
         return bounds
 
-    def _search_segment(self, seg: Segment, base: int, queries: SparseBatch, k: int,
-                        threads: int | None, params: tuple, use_maxscore: bool) -> TopK:
-        k_table, k1, b_over_avgdl, one_minus_b, exact = params
-        transform = self.scoring.transform_code
-        deleted = seg.deleted if seg.deleted is not None else _NO_DELETES
+    def _block_rows(self, plan: "_SegmentPlan") -> BlockRows:
+        """The segment's block-max rows under this snapshot (built term by term as queries need them)."""
+        rows = self._rows.get(plan.base)
+        if rows is None:
+            with _rows_lock:
+                rows = self._rows.get(plan.base)
+                if rows is None:
+                    rows = self._rows[plan.base] = BlockRows(plan.seg.n_docs, plan.seg.postings_offsets, plan.common)
+        return rows
+
+    def _search_segment(self, plan: "_SegmentPlan", queries: SparseBatch, k: int, threads: int | None,
+                        method: str, seeds: np.ndarray | None) -> TopK:
+        seg, common = plan.seg, plan.common
         n_q = len(queries)
         scores = np.zeros((n_q, k), np.float32)
         docs = np.zeros((n_q, k), np.int64)
         counts = np.zeros(n_q, np.int64)
-        common = (seg.postings_offsets, seg.postings_docs, seg.postings_weights, seg.scales,
-                  transform, k_table, seg.doc_norms, np.float32(k1), np.float32(b_over_avgdl),
-                  np.float32(one_minus_b), seg.doc_lengths, exact, deleted, base)
-        if not use_maxscore and small.small_search(seg.n_postings, seg.n_docs):
+        if method == "exhaustive" and plan.small:
             # A small segment: the same scores and order from NumPy, no JIT compilation (index/small.py).
             small.search(queries.offsets, queries.term_ids, queries.weights, k, *common, seg.n_docs,
                          scores, docs, counts)
             return TopK(scores, docs, counts)
+        params = self._length_params()
+        floors = () if method == "maxscore" else self._underflow_bounds(seg, params)
+        bounds = self._bounds(seg, params) if method in ("pruned", "maxscore") else None
+        if method == "blockmax":
+            rows = self._block_rows(plan)
+            rows.ensure(queries.term_ids)
+            bounds = rows.args()
+        if n_q == 1:
+            # One query: this thread's scratch arrays rather than n_docs fresh floats, and no thread pool.
+            t, w = queries.term_ids, queries.weights
+            if method == "maxscore":
+                counts[0] = kernels.maxscore_one(t, w, k, *common, bounds, scores[0], docs[0])
+            elif method == "blockmax":
+                acc, touched, hist = self._workspace(seg.n_docs)
+                seed = np.float32(0.0) if seeds is None else seeds[0]
+                counts[0] = kernels.blockmax_one(t, w, k, *common, *floors, *bounds, seed, acc, touched, hist,
+                                                 scores[0], docs[0])
+            elif method == "pruned":
+                acc, touched, hist = self._workspace(seg.n_docs)
+                seed = np.float32(0.0) if seeds is None else seeds[0]
+                counts[0] = kernels.pruned_one(t, w, k, *common, *floors, bounds, seed, PRUNE_MIN_POSTINGS, acc,
+                                               touched, hist, scores[0], docs[0])
+            else:
+                acc, touched, hist = self._workspace(seg.n_docs)
+                counts[0] = kernels.search_one(t, w, k, *common, *floors, acc[: seg.n_docs], touched[: seg.n_docs + 1],
+                                               hist, scores[0], docs[0])
+            return TopK(scores, docs, counts)
         import numba
-
-        floors = () if use_maxscore else self._underflow_bounds(seg, params)
 
         n_threads = min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
         n_blocks = max(1, min(n_threads, n_q))
-        if use_maxscore:
-            bounds = self._bounds(seg, params)
-            if n_q == 1:
-                t, w = queries.row(0)
-                counts[0] = kernels.maxscore_one(t, w, k, *common, bounds, scores[0], docs[0])
-                return TopK(scores, docs, counts)
-            with _numba_threads(n_threads):
-                kernels.maxscore_many(queries.offsets, queries.term_ids, queries.weights, k, n_blocks, *common, bounds,
-                                      scores, docs, counts)
-            return TopK(scores, docs, counts)
-        if n_q == 1:
-            # One query: reuse this thread's scratch arrays rather than allocating n_docs floats.
-            acc, touched, hist = self._workspace(seg.n_docs)
-            t, w = queries.row(0)
-            counts[0] = kernels.search_one(t, w, k, *common, *floors, acc, touched, hist, scores[0], docs[0])
-            return TopK(scores, docs, counts)
+        q = (queries.offsets, queries.term_ids, queries.weights, k, n_blocks)
         with _numba_threads(n_threads):
-            kernels.search_many(queries.offsets, queries.term_ids, queries.weights, k, n_blocks,
-                                *common, *floors, seg.n_docs, scores, docs, counts)
+            if method == "maxscore":
+                kernels.maxscore_many(*q, *common, bounds, scores, docs, counts)
+            elif method == "blockmax":
+                seeds = np.zeros(n_q, np.float32) if seeds is None else seeds
+                kernels.blockmax_many(*q, *common, *floors, *bounds, seeds, scores, docs, counts)
+            elif method == "pruned":
+                seeds = np.zeros(n_q, np.float32) if seeds is None else seeds
+                kernels.pruned_many(*q, *common, *floors, bounds, seeds, PRUNE_MIN_POSTINGS, seg.n_docs, scores, docs,
+                                    counts)
+            else:
+                kernels.search_many(*q, *common, *floors, seg.n_docs, scores, docs, counts)
         return TopK(scores, docs, counts)
 
     def hits(self, queries: SparseBatch, k: int, filter: Any = None, threads: int | None = None,
-             where: str = "this index") -> list[Hits]:
+             where: str = "this index", method: str = "auto") -> list[Hits]:
         """Top-``k`` per query row as :class:`Hits` (external ids resolved lazily, stored fields on demand).
 
         ``k`` is clamped to the collection (asking for more hits than documents
         is not an error).  ``filter``: a metadata filter (:mod:`sparsearch.filters`),
         evaluated as bitsets before ranking; scores are the unfiltered ones.
+        ``method``: see :meth:`search` (every method gives the same hits).
         """
-        from sparsearch.filters import parse_filter
-        from sparsearch.index import filtering
-
-        parsed = parse_filter(filter)
+        parsed = None if filter is None else parse_filter(filter)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         top_k = min(int(k), max(self.n_docs, 1))
         if parsed is None:
-            top = self.search(queries, top_k, threads=threads)
-        elif filtering.matches_nothing(self, parsed, where):
-            return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+            top = self.search(queries, top_k, threads=threads, method=method)
         else:
-            top = filtering.search(self, queries, top_k, parsed, threads=threads, where=where)
-        out = []
-        for q in range(len(top.counts)):
-            internal, scores = top.row(q)
-            out.append(Hits(None, scores, internal, self.resolve_ids, self.stored_fields))
-        return out
+            from sparsearch.index import filtering  # imports this module
+
+            if filtering.matches_nothing(self, parsed, where):
+                return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+            top = filtering.search(self, queries, top_k, parsed, threads=threads, method=method, where=where)
+        resolve, fetch = self.resolve_ids, self.stored_fields
+        counts = top.counts.tolist()
+        return [Hits(None, top.scores[q, :n], top.doc_ids[q, :n], resolve, fetch) for q, n in enumerate(counts)]
 
 
 _extremes: dict[int, tuple[Any, np.float32, float]] = {}
@@ -314,6 +373,36 @@ def _forget_extremes(key: int, ref: Any) -> None:
         entry = _extremes.get(key)
         if entry is not None and entry[0] is ref:
             del _extremes[key]
+
+
+#: Search methods of :meth:`InvertedIndex.search` (all exact).
+METHODS = ("auto", "exhaustive", "blockmax", "pruned", "maxscore")
+_rows_lock = threading.Lock()
+#: The pruned kernel scores a query exhaustively when its lists hold fewer postings than this (below it,
+#: pruning's bookkeeping measured slower on the 10^5 corpus: docs/query_speed.md).
+PRUNE_MIN_POSTINGS = 20_000
+
+
+@dataclass(frozen=True)
+class _SegmentPlan:
+    """One segment as every search of a snapshot passes it to the kernels (built once per snapshot)."""
+
+    seg: Segment
+    base: int
+    common: tuple  # the kernels' segment arguments, from postings_offsets to doc_base
+    small: bool  # small enough for the NumPy path (index/small.py)
+
+
+def _method_for(plan: _SegmentPlan, method: str, k: int) -> str:
+    """The method a segment is searched with: ``auto`` is exhaustive (the measured winner, see ``search``)."""
+    return "exhaustive" if method == "auto" else method
+
+
+def _seeds(result: TopK, k: int) -> np.ndarray:
+    """Per query, the k-th score found so far (0 where fewer than k hits): a lower bound of the final k-th."""
+    seeds = result.scores[:, k - 1].copy()
+    seeds[result.counts < k] = 0.0
+    return seeds
 
 
 @contextmanager

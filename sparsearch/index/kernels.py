@@ -12,8 +12,11 @@ here, so callers write ``kernels.search_one`` whatever file defines it:
   quantisation, Lucene's one-byte length norms;
 * :mod:`~sparsearch.index.kernels_topk`: exhaustive exact top-k (accumulate,
   rank, merge ranked lists);
-* :mod:`~sparsearch.index.kernels_prune`: MaxScore, dynamically pruned and
-  just as exact, with its per-term bounds;
+* :mod:`~sparsearch.index.kernels_prune`: MaxScore (document at a time, and
+  term at a time over the accumulator), dynamically pruned and just as
+  exact, with its per-term bounds;
+* :mod:`~sparsearch.index.kernels_blockmax`: block-max MaxScore over
+  blocks of documents, with per-block bounds of long lists;
 * :mod:`~sparsearch.index.kernels_scan`: whole-segment scans (live document
   frequencies, structural validation on open);
 * :mod:`~sparsearch.index.kernels_jit`: the deferred compilation below.
@@ -58,6 +61,7 @@ from sparsearch.index.kernels_build import (  # noqa: F401
     quantize_uint8,
     term_frequencies,
 )
+from sparsearch.index.kernels_blockmax import blockmax_many, blockmax_one, block_rows  # noqa: F401
 from sparsearch.index.kernels_jit import _Deferred, njit, numba_loaded  # noqa: F401
 from sparsearch.index.kernels_jit import materialize as _materialize  # noqa: F401
 from sparsearch.index.kernels_prune import (  # noqa: F401
@@ -67,6 +71,8 @@ from sparsearch.index.kernels_prune import (  # noqa: F401
     _next_geq,
     maxscore_many,
     maxscore_one,
+    pruned_many,
+    pruned_one,
     term_bounds,
 )
 from sparsearch.index.kernels_scan import (  # noqa: F401

@@ -33,6 +33,7 @@ KERNEL_MODULES = (
     "sparsearch.index.kernels_build",
     "sparsearch.index.kernels_topk",
     "sparsearch.index.kernels_prune",
+    "sparsearch.index.kernels_blockmax",
     "sparsearch.index.kernels_scan",
     "sparsearch.index.kernels",
 )

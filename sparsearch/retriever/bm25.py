@@ -108,6 +108,8 @@ class BM25Encoder:
             self.analyzer = self._lucene
             self.vocab = vocab or Vocabulary()
         self._id_cache: dict[str, int] = {}
+        self._query_ids: dict[str, int] = {}  # raw query token -> term id (-1: stop word); see query_terms
+        self._idf: tuple[CollectionStats, dict[int, float]] | None = None
 
     @property
     def scoring(self) -> Scoring:
@@ -165,35 +167,83 @@ class BM25Encoder:
     # ------------------------------------------------------------ queries
 
     def query_terms(self, query: str) -> list[int]:
-        """Known term ids of a query, repeated as often as they occur."""
+        """Known term ids of a query, repeated as often as they occur.
+
+        Raw tokens map to ids through one cache (``_query_ids``) instead of two
+        lookups (token -> term -> id): a query is a dozen tokens, and those
+        lookups were most of its analysis.  Only ids and stop words are cached:
+        ids never move (the vocabulary only grows), while a word unknown now
+        may be indexed later, so it is looked up again every time.
+        """
         if self._wordpiece is not None:
             return [t for t in self._wordpiece.token_ids([query])[0] if t < len(self.vocab)]
+        cache = self._query_ids
         out = []
         for tok in self._lucene.raw_tokens(query):
-            term = self._lucene.normalize(tok)
-            if term is not None:
-                i = self.vocab.get(term)
-                if i >= 0:
-                    out.append(i)
+            i = cache.get(tok)
+            if i is None:
+                term = self._lucene.normalize(tok)
+                i = -1 if term is None else self.vocab.get(term)
+                if term is None or i >= 0:
+                    cache[tok] = i
+            if i >= 0:
+                out.append(i)
         return out
 
+    def _idf_of(self, stats: CollectionStats, terms: Iterable[int]) -> dict[int, float]:
+        """IDF of ``terms`` under ``stats`` (0.0 for a term no live document holds), cached per snapshot.
+
+        Cached per statistics object (one per index snapshot) and filled only
+        for terms queries use, so a new snapshot after a write costs nothing
+        up front; values come from :func:`bm25_idf`, so they are the float32
+        numbers of a whole-array computation.
+        """
+        cached = self._idf
+        if cached is None or cached[0] is not stats:
+            cached = self._idf = (stats, {})
+        table = cached[1]
+        missing = [t for t in terms if t not in table]
+        if missing:
+            df = stats.doc_freq
+            ids = np.asarray(missing, np.int64)
+            known = ids < len(df)
+            freq = np.zeros(len(ids), np.int64)
+            freq[known] = df[ids[known]]
+            idf = bm25_idf(freq, stats.n_docs)
+            for t, f, w in zip(missing, freq.tolist(), idf.tolist()):
+                table[t] = w if f > 0 else 0.0
+        return table
+
     def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
-        """Rows of ``count(t)·idf(t)``: Anserini's bag-of-words query boosts each term by its count."""
+        """Rows of ``count(t)·idf(t)``: Anserini's bag-of-words query boosts each term by its count.
+
+        Terms keep their first-occurrence order in a row: the kernels add
+        contributions in row order, so the order fixes the float32 score.
+        """
         if stats is None:
             raise ValueError("BM25 query weights need collection statistics")
-        df = stats.doc_freq
         rows = []
         for q in queries:
-            counts: dict[int, float] = {}
+            counts: dict[int, int] = {}
             for t in self.query_terms(q):
-                if t < len(df) and df[t] > 0:
-                    counts[t] = counts.get(t, 0.0) + 1.0
+                counts[t] = counts.get(t, 0) + 1
             rows.append(counts)
-        batch = SparseBatch.from_dicts(rows)
+        idf = self._idf_of(stats, {t for r in rows for t in r})
+        offsets = [0]
+        term_ids: list[int] = []
+        boosts: list[int] = []
+        weights: list[float] = []
+        for counts in rows:
+            for t, c in counts.items():
+                w = idf[t]
+                if w > 0.0:  # only a term no live document holds has idf 0
+                    term_ids.append(t)
+                    boosts.append(c)
+                    weights.append(w)
+            offsets.append(len(term_ids))
         # boost * idf, both float32, as Lucene multiplies them.
-        idf = bm25_idf(df[batch.term_ids], stats.n_docs)
-        batch.weights = (batch.weights * idf).astype(np.float32)
-        return batch
+        product = np.asarray(boosts, np.float32) * np.asarray(weights, np.float32)
+        return SparseBatch(np.asarray(offsets, np.int64), np.asarray(term_ids, np.int32), product)
 
     # ------------------------------------------------------------ persistence
 

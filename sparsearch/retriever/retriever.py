@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sparsearch.errors import DuplicateIdError
+from sparsearch.filters import parse_filter
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.directory import prepare_directory
 from sparsearch.index.formats import SPARSE, SegmentFormat, format_named
@@ -311,22 +312,22 @@ class Retriever:
     def encode_queries(self, queries: Sequence[str], snapshot: Any = None) -> Any:
         return self.encoder.encode_queries(list(queries), (snapshot or self.writer.snapshot).stats)
 
-    def search(self, query: str, k: int = 10, filter: Any = None) -> Hits:
+    def search(self, query: str, k: int = 10, filter: Any = None, method: str = "auto") -> Hits:
         """Top-``k`` documents for one query; an empty or unknown-word query gives no hits.
 
         ``filter``: a metadata filter (:mod:`sparsearch.filters`: its JSON form
         as a dict, or its clauses), applied before ranking; scores are the
         unfiltered ones.  ``hits.fields(i)`` gives a hit's stored fields.
+        ``method``: how a sparse index ranks (``InvertedIndex.search``: auto,
+        exhaustive, pruned, maxscore; all exact, the same hits).
         """
-        return self.search_batch([query], k, threads=1, filter=filter)[0]
+        return self.search_batch([query], k, threads=1, filter=filter, method=method)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
-                     filter: Any = None) -> list[Hits]:
+                     filter: Any = None, method: str = "auto") -> list[Hits]:
         """Top-``k`` for many queries, scored in parallel (``threads=None``: all Numba threads)."""
-        from sparsearch.filters import parse_filter
-
         self.writer.check_open()
-        parsed = parse_filter(filter)  # a malformed filter is refused before any encoding
+        parsed = None if filter is None else parse_filter(filter)  # a malformed filter is refused before encoding
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if not queries:
@@ -338,7 +339,10 @@ class Retriever:
 
             if filtering.matches_nothing(snapshot, parsed, where):  # nothing to rank: no query to encode
                 return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
-        return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where)
+        if method == "auto":  # the dense index's hits() takes no method
+            return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where)
+        return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where,
+                             method=method)
 
     def stored_fields(self, internal_id: int) -> dict[str, Any]:
         return self.writer.snapshot.stored_fields(internal_id)
