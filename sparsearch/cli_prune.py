@@ -21,6 +21,8 @@ from sparsearch.errors import SparsearchError
 log = logging.getLogger(__name__)
 
 #: ``--preset`` name -> (the methods' options, distillation steps); docs/pruning.md has the measurements.
+#: "fast": the fastest point measured on CPU, the 50 % most used vocabulary rows + int8: 2.0x the unpruned
+#: inference-free model's throughput at -0.016 mean NDCG@10 on SciFact + NFCorpus (needs --sample).
 PRESETS: dict[str, tuple[list[dict], int]] = {
     "fast": ([{"method": "vocab", "vocab_keep": 0.5}, {"method": "int8"}], 0),
 }
