@@ -256,21 +256,29 @@ class InvertedIndex(SegmentDocuments):
         return TopK(scores, docs, counts)
 
     def hits(self, queries: SparseBatch, k: int, filter: Any = None, threads: int | None = None,
-             where: str = "this index") -> list[Hits]:
+             where: str = "this index", mode: str = "exact", approx: Any = None) -> list[Hits]:
         """Top-``k`` per query row as :class:`Hits` (external ids resolved lazily, stored fields on demand).
 
         ``k`` is clamped to the collection (asking for more hits than documents
         is not an error).  ``filter``: a metadata filter (:mod:`sparsearch.filters`),
         evaluated as bitsets before ranking; scores are the unfiltered ones.
+        ``mode``: ``"exact"`` (exhaustive), ``"bmp"`` (exact, block-max pruning)
+        or ``"approx"`` (tuned by ``approx``, an :class:`~sparsearch.index.approx.ApproxSettings`);
+        see :mod:`sparsearch.index.approx`.
         """
         from sparsearch.filters import parse_filter
+        from sparsearch.index import approx as modes
         from sparsearch.index import filtering
 
+        modes.check_mode(mode, approx)
         parsed = parse_filter(filter)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         top_k = min(int(k), max(self.n_docs, 1))
-        if parsed is None:
+        top = modes.top_k(self, queries, top_k, parsed, mode, approx, threads, where) if mode != "exact" else None
+        if top is not None:
+            pass
+        elif parsed is None:
             top = self.search(queries, top_k, threads=threads)
         elif filtering.matches_nothing(self, parsed, where):
             return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]

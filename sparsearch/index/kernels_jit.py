@@ -34,6 +34,9 @@ KERNEL_MODULES = (
     "sparsearch.index.kernels_topk",
     "sparsearch.index.kernels_prune",
     "sparsearch.index.kernels_scan",
+    "sparsearch.index.kernels_forward",
+    "sparsearch.index.kernels_approx",
+    "sparsearch.index.kernels_bmp",
     "sparsearch.index.kernels",
 )
 

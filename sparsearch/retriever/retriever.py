@@ -288,17 +288,19 @@ class Retriever:
     def encode_queries(self, queries: Sequence[str], snapshot: Any = None) -> Any:
         return self.encoder.encode_queries(list(queries), (snapshot or self.writer.snapshot).stats)
 
-    def search(self, query: str, k: int = 10, filter: Any = None) -> Hits:
+    def search(self, query: str, k: int = 10, filter: Any = None, mode: str = "exact", approx: Any = None) -> Hits:
         """Top-``k`` documents for one query; an empty or unknown-word query gives no hits.
 
         ``filter``: a metadata filter (:mod:`sparsearch.filters`: its JSON form
         as a dict, or its clauses), applied before ranking; scores are the
         unfiltered ones.  ``hits.fields(i)`` gives a hit's stored fields.
+        ``mode`` / ``approx``: ``"exact"``, ``"bmp"`` or ``"approx"`` with an
+        ``ApproxSettings`` (:mod:`sparsearch.index.approx`; learned sparse indexes).
         """
-        return self.search_batch([query], k, threads=1, filter=filter)[0]
+        return self.search_batch([query], k, threads=1, filter=filter, mode=mode, approx=approx)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
-                     filter: Any = None) -> list[Hits]:
+                     filter: Any = None, mode: str = "exact", approx: Any = None) -> list[Hits]:
         """Top-``k`` for many queries, scored in parallel (``threads=None``: all Numba threads)."""
         from sparsearch.filters import parse_filter
 
@@ -315,7 +317,8 @@ class Retriever:
 
             if filtering.matches_nothing(snapshot, parsed, where):  # nothing to rank: no query to encode
                 return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
-        return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where)
+        extra = {} if mode == "exact" and approx is None else {"mode": mode, "approx": approx}
+        return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where, **extra)
 
     def stored_fields(self, internal_id: int) -> dict[str, Any]:
         return self.writer.snapshot.stored_fields(internal_id)
