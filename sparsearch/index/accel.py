@@ -105,8 +105,9 @@ class Accel:
 
 
 def build_accel(postings_offsets: np.ndarray, postings_docs: np.ndarray, postings_weights: np.ndarray,
-                term_scales: np.ndarray, n_docs: int, settings: AccelSettings = DEFAULT_SETTINGS) -> Accel:
+                term_scales: np.ndarray, n_docs: int, settings: AccelSettings | None = None) -> Accel:
     """Build every structure of one segment from its postings (stored weights, exactly)."""
+    settings = settings or DEFAULT_SETTINGS
     from sparsearch.index import kernels, kernels_bmp, kernels_forward
 
     started = time.perf_counter()
@@ -135,12 +136,12 @@ def build_accel(postings_offsets: np.ndarray, postings_docs: np.ndarray, posting
     return Accel(arrays)
 
 
-def build_for_segment(segment: Any, linear: bool, settings: AccelSettings = DEFAULT_SETTINGS) -> dict[str, np.ndarray]:
+def build_for_segment(segment: Any, linear: bool, settings: AccelSettings | None = None) -> dict[str, np.ndarray]:
     """The structures a freshly built segment is saved with: none for BM25 or small segments."""
     if not linear or segment.n_postings < MIN_BUILD_POSTINGS or segment.n_docs == 0:
         return {}
     return build_accel(segment.postings_offsets, segment.postings_docs, segment.postings_weights, segment.scales,
-                       segment.n_docs, settings).arrays
+                       segment.n_docs, settings or DEFAULT_SETTINGS).arrays
 
 
 _lock = threading.Lock()
