@@ -12,6 +12,7 @@ recall-QPS plot (``--plot``).
 
     python benchmarks/query_speed_learned.py synthetic --docs 1000000 --queries 200 --threads 2 --seismic \\
         --out docs/results/query_speed_synthetic.json --plot docs/img/query_speed_synthetic.png
+    python benchmarks/query_speed_learned.py real --sources benchmarks/cache/if-scifact --threads 2 --seismic
     python benchmarks/query_speed_learned.py recombined --docs 500000 --sources benchmarks/cache/if-scifact \\
         benchmarks/cache/if-nfcorpus --data ../shared/data/beir --threads 2 --seismic ...
 
@@ -44,9 +45,8 @@ log = logging.getLogger("query_speed_learned")
 K = 10
 
 
-def load_recombined(sources: list[Path], data: Path, n_docs: int, seed: int,
-                    n_queries: int) -> tuple[SparseBatch, SparseBatch, int]:
-    """Documents recombined from the source indexes' rows; their datasets' test queries, encoded."""
+def load_sources(sources: list[Path], data: Path) -> tuple[SparseBatch, SparseBatch, int]:
+    """The source indexes' document rows and their datasets' test queries, encoded by the index's encoder."""
     from sparsearch import Index
     from sparsearch.eval.datasets import load_beir
     from sparsearch.index.merge import document_rows
@@ -61,12 +61,13 @@ def load_recombined(sources: list[Path], data: Path, n_docs: int, seed: int,
         ds = load_beir(data / src.name.removeprefix("if-"), "test")
         texts = [ds.queries[q] for q in sorted(ds.qrels)]
         queries.append(index.encode_queries(texts, snap))
-    sources_batch = SparseBatch.concatenate([SparseBatch(r.offsets, r.term_ids, r.weights) for r in rows])
-    docs = learned_corpus.recombined(sources_batch, n_docs, seed)
-    q = SparseBatch.concatenate(queries)
-    pick = np.random.default_rng(seed).permutation(len(q))[:n_queries]
-    q = SparseBatch.from_dicts([dict(zip(*map(np.ndarray.tolist, q.row(int(i))))) for i in np.sort(pick)])
-    return docs, q, n_terms
+    docs = SparseBatch.concatenate([SparseBatch(r.offsets, r.term_ids, r.weights) for r in rows])
+    return docs, SparseBatch.concatenate(queries), n_terms
+
+
+def sample_queries(queries: SparseBatch, n: int, seed: int) -> SparseBatch:
+    pick = np.sort(np.random.default_rng(seed).permutation(len(queries))[:n])
+    return SparseBatch.from_dicts([dict(zip(*map(np.ndarray.tolist, queries.row(int(i))))) for i in pick])
 
 
 def build(docs: SparseBatch, n_terms: int, settings: accel_mod.AccelSettings) -> tuple[InvertedIndex, dict]:
@@ -154,7 +155,8 @@ def run_seismic(docs: SparseBatch, queries: SparseBatch, settings: list[str], tr
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("collection", choices=["synthetic", "recombined"])
+    ap.add_argument("collection", choices=["synthetic", "recombined", "real"],
+                    help="real: the --sources' own documents; recombined: --docs made of them")
     ap.add_argument("--docs", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
@@ -164,7 +166,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="timed passes per method (best kept)")
     ap.add_argument("--block-size", type=int, default=16)
     ap.add_argument("--reorder", default="maxterm")
-    ap.add_argument("--prune-fraction", type=float, default=0.1)
+    ap.add_argument("--prune-fraction", type=float, default=0.05)
     ap.add_argument("--approx", nargs="*", default=["5:all:50", "8:all:100", "12:all:200", "16:all:400"],
                     help="QUERY_TERMS:LIST_FRACTION:CANDIDATES ('all' = no cut)")
     ap.add_argument("--no-bmp", action="store_true", help="skip exact BMP (it scores every block of random data)")
@@ -182,7 +184,10 @@ def main() -> None:
         docs, queries = learned_corpus.synthetic(args.docs, args.queries, args.seed)
         n_terms = learned_corpus.VOCAB
     else:
-        docs, queries, n_terms = load_recombined(args.sources, args.data, args.docs, args.seed, args.queries)
+        docs, queries, n_terms = load_sources(args.sources, args.data)
+        queries = sample_queries(queries, args.queries, args.seed)
+        if args.collection == "recombined":
+            docs = learned_corpus.recombined(docs, args.docs, args.seed)
     settings = accel_mod.AccelSettings(block_size=args.block_size, reorder=args.reorder,
                                        prune_fraction=args.prune_fraction)
     index, info = build(docs, n_terms, settings)

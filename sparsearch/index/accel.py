@@ -55,7 +55,7 @@ class AccelSettings:
     """
 
     block_size: int = 16
-    prune_fraction: float = 0.1
+    prune_fraction: float = 0.05
     min_lambda: int = 1024
     reorder: str = "maxterm"
 

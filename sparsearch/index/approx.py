@@ -140,18 +140,17 @@ def _search_segment(seg: Any, base: int, queries: SparseBatch, k: int, mode: str
     if n_q == 1:
         # One query: this thread's reused scratch and the serial kernel (no parallel launch, no O(n_docs) allocation).
         t, w = queries.row(0)
-        ws = _workspace(seg.n_docs, seg.n_terms, acc.n_blocks)
+        ws = _workspace(seg.n_docs, acc.n_blocks)
         if mode == "bmp":
             counts[0] = kernels_bmp.bmp_one(t, w, k, scales, acc.bm_offsets, acc.bm_blocks, acc.bm_max,
                                             acc.bm_term_max, acc.block_size, acc.bm_perm, *fwd, excluded, base,
-                                            ws.ub[:acc.n_blocks], ws.order, ws.slot_of[:seg.n_terms], bits[0],
-                                            docs[0])[0]
+                                            ws.ub[:acc.n_blocks], ws.order, bits[0], docs[0])[0]
         else:
             n_cand, n_keep, list_len = _approx_knobs(settings, seg.n_docs, k)
             counts[0] = kernels_approx.approx_one(
                 t, w, k, n_cand, n_keep, list_len, scales, acc.imp_offsets, acc.imp_docs, acc.imp_weights, *fwd,
                 excluded, base, ws.acc[:seg.n_docs], ws.touched, ws.hist if seg.n_docs >= ws.radix_min else
-                ws.hist[:0], ws.slot_of[:seg.n_terms], np.empty(len(t), np.bool_), np.empty(n_cand, np.float32),
+                ws.hist[:0], np.empty(len(t), np.bool_), np.empty(n_cand, np.float32),
                 np.empty(n_cand, np.int64), bits[0], docs[0])
         return TopK(bits.view(np.float32), docs, counts)
     if mode == "bmp":
@@ -179,29 +178,28 @@ def _approx_knobs(settings: ApproxSettings, n_docs: int, k: int) -> tuple[int, i
 class _Workspace:
     """One thread's scratch arrays for single-query searches, grown to the largest segment seen."""
 
-    def __init__(self, n_docs: int, n_terms: int, n_blocks: int) -> None:
+    def __init__(self, n_docs: int, n_blocks: int) -> None:
         from sparsearch.index.kernels_topk import _RADIX_MIN_CANDIDATES, RADIX_BUCKETS
 
         self.acc = np.zeros(n_docs, np.float32)
         self.touched = np.empty(n_docs + 1, np.int32)
         self.hist = np.zeros(RADIX_BUCKETS, np.int32)
         self.radix_min = _RADIX_MIN_CANDIDATES
-        self.slot_of = np.full(n_terms, -1, np.int32)
         self.ub = np.zeros(n_blocks, np.float32)
         self.order = np.empty(n_blocks, np.int32)
 
-    def fits(self, n_docs: int, n_terms: int, n_blocks: int) -> bool:
-        return len(self.acc) >= n_docs and len(self.slot_of) >= n_terms and len(self.ub) >= n_blocks
+    def fits(self, n_docs: int, n_blocks: int) -> bool:
+        return len(self.acc) >= n_docs and len(self.ub) >= n_blocks
 
 
 _local = threading.local()
 
 
-def _workspace(n_docs: int, n_terms: int, n_blocks: int) -> _Workspace:
+def _workspace(n_docs: int, n_blocks: int) -> _Workspace:
     ws = getattr(_local, "ws", None)
-    if ws is None or not ws.fits(n_docs, n_terms, n_blocks):
-        old = (0, 0, 0) if ws is None else (len(ws.acc), len(ws.slot_of), len(ws.ub))
-        ws = _local.ws = _Workspace(max(n_docs, old[0]), max(n_terms, old[1]), max(n_blocks, old[2]))
+    if ws is None or not ws.fits(n_docs, n_blocks):
+        old = (0, 0) if ws is None else (len(ws.acc), len(ws.ub))
+        ws = _local.ws = _Workspace(max(n_docs, old[0]), max(n_blocks, old[1]))
     return ws
 
 

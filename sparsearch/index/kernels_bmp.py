@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsearch.index.kernels_forward import clear_slots, query_slots, score_doc
+from sparsearch.index.kernels_forward import query_weights, score_doc
 from sparsearch.index.kernels_jit import njit
 from sparsearch.index.kernels_topk import _sift_down
 
@@ -124,11 +124,11 @@ def block_bounds(q_terms, q_weights, term_scales, bm_offsets, bm_blocks, bm_max,
 
 @njit(cache=True, nogil=True)
 def bmp_one(q_terms, q_weights, k, term_scales, bm_offsets, bm_blocks, bm_max, term_max, block_size, perm,
-            fwd_offsets, fwd_terms, fwd_weights, excluded, doc_base, ub, order, slot_of, out_bits, out_docs):
+            fwd_offsets, fwd_terms, fwd_weights, excluded, doc_base, ub, order, out_bits, out_docs):
     """Exact top-``k`` of one query over one segment by block-max pruning; returns the number of hits.
 
     Scratch: ``ub`` one zeroed float per block (zeroed again on return),
-    ``order`` one int32 per block, ``slot_of`` int32 -1 per term.
+    ``order`` one int32 per block.
     ``out_bits`` gets the scores' float32 bit patterns.  Returns also the
     number of blocks scored, for the measurements that choose between BMP
     and exhaustive scoring.
@@ -152,12 +152,8 @@ def bmp_one(q_terms, q_weights, k, term_scales, bm_offsets, bm_blocks, bm_max, t
             j = min(n_buckets - 1, int(np.float64(ub[b]) * scale))
             order[fill[j]] = b
             fill[j] += 1
-    n_q = len(q_terms)
-    n_terms = len(slot_of)
-    next_slot = np.empty(n_q, np.int32)
-    qw = np.empty(n_q, np.float32)
-    contrib = np.zeros(n_q, np.float32)
-    query_slots(q_terms, q_weights, term_scales, n_terms, slot_of, next_slot, qw)
+    qw = np.empty(len(q_terms), np.float32)
+    query_weights(q_terms, q_weights, term_scales, len(bm_offsets) - 1, qw)
     heap = np.empty(k, np.int64)
     size = 0
     theta = np.float32(0.0)
@@ -175,7 +171,7 @@ def bmp_one(q_terms, q_weights, k, term_scales, bm_offsets, bm_blocks, bm_max, t
                 d = perm[pos]
                 if has_excluded and excluded[d]:
                     continue
-                s = score_doc(d, fwd_offsets, fwd_terms, fwd_weights, slot_of, next_slot, qw, n_q, contrib)
+                s = score_doc(d, fwd_offsets, fwd_terms, fwd_weights, q_terms, qw)
                 if not s > 0.0:
                     continue
                 key = (np.int64(np.float32(s).view(np.uint32)) << 32) | (np.int64(0xFFFFFFFF) - np.int64(d))
@@ -190,9 +186,10 @@ def bmp_one(q_terms, q_weights, k, term_scales, bm_offsets, bm_blocks, bm_max, t
                     heap[0] = key
                     _sift_down(heap, k, 0)
                     theta = np.uint32(heap[0] >> 32).view(np.float32)
-    clear_slots(q_terms, n_terms, slot_of)
     ub[:] = 0.0
-    best = np.sort(heap[:size])[::-1]
+    best = heap[:size].copy()
+    best.sort()
+    best = best[::-1]
     for j in range(size):
         key = best[j]
         out_bits[j] = np.uint32(key >> 32)
@@ -206,15 +203,13 @@ def bmp_many(q_offsets, q_terms, q_weights, k, term_scales, bm_offsets, bm_block
              out_counts):
     """:func:`bmp_one` for a batch, queries split into ``n_par`` parallel blocks with their own scratch."""
     n_queries = len(q_offsets) - 1
-    n_terms = len(bm_offsets) - 1
     for blk in prange(n_par):
         ub = np.zeros(n_blocks, np.float32)
         order = np.empty(n_blocks, np.int32)
-        slot_of = np.full(n_terms, -1, np.int32)
         for q in range(n_queries * blk // n_par, n_queries * (blk + 1) // n_par):
             lo = q_offsets[q]
             hi = q_offsets[q + 1]
             n, _ = bmp_one(q_terms[lo:hi], q_weights[lo:hi], k, term_scales, bm_offsets, bm_blocks, bm_max,
                            term_max, block_size, perm, fwd_offsets, fwd_terms, fwd_weights, excluded, doc_base, ub,
-                           order, slot_of, out_bits[q], out_docs[q])
+                           order, out_bits[q], out_docs[q])
             out_counts[q] = n

@@ -49,20 +49,13 @@ def test_score_doc_adds_contributions_in_query_order_with_repeats_and_skips() ->
     fwd_weights = np.array([1.0, 2.0, 4.0], np.float32)
     scales = np.ones(6, np.float32)
     scales[5] = 0.5
-    q_terms = np.array([5, 2, 7, 2, 0], np.int32)  # 7 is outside the vocabulary; t0's weight is negative
-    q_weights = np.array([1.0, 3.0, 9.0, 0.5, -1.0], np.float32)
-    slot_of = np.full(6, -1, np.int32)
-    next_slot = np.empty(5, np.int32)
-    qw = np.empty(5, np.float32)
-    contrib = np.zeros(5, np.float32)
-    n_q = kernels_forward.query_slots(q_terms, q_weights, scales, 6, slot_of, next_slot, qw)
-    assert qw.tolist() == [0.5, 3.0, 0.0, 0.5, 0.0]
-    # 0.5 * 4 + 3 * 2 + 0.5 * 2 = 9
-    assert kernels_forward.score_doc(0, fwd_offsets, fwd_terms, fwd_weights, slot_of, next_slot, qw, n_q,
-                                     contrib) == np.float32(9.0)
-    assert not contrib.any()
-    kernels_forward.clear_slots(q_terms, 6, slot_of)
-    assert (slot_of == -1).all()
+    q_terms = np.array([5, 2, 7, 2, 0, 3], np.int32)  # 7 is outside the vocabulary; t0's weight is negative
+    q_weights = np.array([1.0, 3.0, 9.0, 0.5, -1.0, 2.0], np.float32)
+    qw = np.empty(6, np.float32)
+    kernels_forward.query_weights(q_terms, q_weights, scales, 6, qw)
+    assert qw.tolist() == [0.5, 3.0, 0.0, 0.5, 0.0, 2.0]
+    # 0.5 * 4 + 3 * 2 + 0.5 * 2 = 9 (t3 is not in the document)
+    assert kernels_forward.score_doc(0, fwd_offsets, fwd_terms, fwd_weights, q_terms, qw) == np.float32(9.0)
 
 
 def test_max_term_order_groups_documents_by_their_heaviest_term() -> None:
@@ -95,8 +88,7 @@ def _bmp(k: int, excluded: np.ndarray) -> tuple[int, int, list[int], list[float]
     bits = np.zeros(k, np.uint32)
     docs = np.zeros(k, np.int64)
     n, scored = kernels_bmp.bmp_one(np.array([0, 1], np.int32), np.array([1.0, 1.0], np.float32), k, ONES, *bm, 2,
-                                    perm, offsets, terms, weights, excluded, 0, ub, np.empty(2, np.int32),
-                                    np.full(N_TERMS, -1, np.int32), bits, docs)
+                                    perm, offsets, terms, weights, excluded, 0, ub, np.empty(2, np.int32), bits, docs)
     assert not ub.any()
     return n, scored, docs[:n].tolist(), bits[:n].view(np.float32).tolist()
 
@@ -125,7 +117,7 @@ def _approx(k: int, n_cand: int, n_keep: int, list_len: int) -> tuple[list[int],
     n = kernels_approx.approx_one(
         q_terms, np.array([1.0, 3.0], np.float32), k, n_cand, n_keep, list_len, ONES, *imp, offsets, terms,
         weights, np.zeros(0, np.uint8), 0, acc, np.empty(N_DOCS + 1, np.int32), np.zeros(0, np.int32),
-        np.full(N_TERMS, -1, np.int32), np.empty(2, np.bool_), np.empty(n_cand, np.float32),
+        np.empty(2, np.bool_), np.empty(n_cand, np.float32),
         np.empty(n_cand, np.int64), bits, docs)
     assert not acc.any()
     return docs[:n].tolist(), bits[:n].view(np.float32).tolist()
