@@ -111,7 +111,8 @@ def one_at_a_time(search: Callable[[int], list[int]], n: int, repeat: int) -> tu
 
 
 def recall(truth: list[list[int]], got: list[list[int]]) -> float:
-    return float(np.mean([len(set(t) & set(g)) / max(len(t), 1) for t, g in zip(truth, got)]))
+    """Mean share of the exhaustive hits found (a query without any hit counts as fully recalled)."""
+    return float(np.mean([len(set(t) & set(g)) / len(t) if t else 1.0 for t, g in zip(truth, got)]))
 
 
 def sparsearch_methods(approx: list[str], bmp: bool) -> list[tuple[str, str, ApproxSettings | None]]:
