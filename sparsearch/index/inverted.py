@@ -317,19 +317,32 @@ class InvertedIndex(SegmentDocuments):
         return TopK(scores, docs, counts)
 
     def hits(self, queries: SparseBatch, k: int, filter: Any = None, threads: int | None = None,
-             where: str = "this index", method: str = "auto") -> list[Hits]:
+             where: str = "this index", method: str = "auto", mode: str = "exact",
+             approx: Any = None) -> list[Hits]:
         """Top-``k`` per query row as :class:`Hits` (external ids resolved lazily, stored fields on demand).
 
         ``k`` is clamped to the collection (asking for more hits than documents
         is not an error).  ``filter``: a metadata filter (:mod:`sparsearch.filters`),
         evaluated as bitsets before ranking; scores are the unfiltered ones.
         ``method``: see :meth:`search` (every method gives the same hits).
+        ``mode``: ``"exact"`` (exhaustive or ``method``), ``"bmp"`` (exact, block-max pruning)
+        or ``"approx"`` (tuned by ``approx``, an :class:`~sparsearch.index.approx.ApproxSettings`);
+        see :mod:`sparsearch.index.approx`.
         """
         parsed = None if filter is None else parse_filter(filter)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         top_k = min(int(k), max(self.n_docs, 1))
-        if parsed is None:
+        top = None
+        if mode != "exact" or approx is not None:
+            from sparsearch.index import approx as modes
+
+            modes.check_mode(mode, approx)
+            if mode != "exact":
+                top = modes.top_k(self, queries, top_k, parsed, mode, approx, threads, where)
+        if top is not None:
+            pass
+        elif parsed is None:
             top = self.search(queries, top_k, threads=threads, method=method)
         else:
             from sparsearch.index import filtering  # imports this module

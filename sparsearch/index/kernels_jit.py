@@ -35,6 +35,9 @@ KERNEL_MODULES = (
     "sparsearch.index.kernels_prune",
     "sparsearch.index.kernels_blockmax",
     "sparsearch.index.kernels_scan",
+    "sparsearch.index.kernels_forward",
+    "sparsearch.index.kernels_approx",
+    "sparsearch.index.kernels_bmp",
     "sparsearch.index.kernels",
 )
 

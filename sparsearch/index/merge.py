@@ -89,5 +89,10 @@ def merge_segments(segments: Sequence[Segment], n_terms: int, config: IndexConfi
         all_ids = seg.doc_ids.tolist()
         ids.extend(all_ids[i] for i in locals_.tolist())
         stored.extend(seg.stored(int(i)) for i in locals_)
+    merged = SparseBatch.concatenate(batches)
+    if merged.lengths is not None and np.array_equal(merged.lengths, np.diff(merged.offsets)):
+        # Lengths that are the rows' non-zero counts are what a learned-sparse build records without lengths:
+        # rebuilt without them, the doc lengths are the same and the segment gets its accel structures again.
+        merged = SparseBatch(merged.offsets, merged.term_ids, merged.weights)
     # No id-length limit here: ids an older index already holds (format 1 had none) stay mergeable.
-    return build_segment(SparseBatch.concatenate(batches), ids, stored, n_terms, config, max_id_bytes=None)
+    return build_segment(merged, ids, stored, n_terms, config, max_id_bytes=None)

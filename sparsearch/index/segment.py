@@ -37,6 +37,7 @@ import numpy as np
 
 from sparsearch.errors import IndexFormatError
 from sparsearch.index import verify
+from sparsearch.index.accel import structure_problem as accel_structure_problem
 from sparsearch.index.checksum import crc32_of_buffer, crc32_of_file, read_error
 from sparsearch.index.manifest import SegmentInfo
 from sparsearch.index.storage import fsync_files, fsync_path, make_dir, save_array
@@ -317,9 +318,11 @@ def open_segment(directory: Path, info: SegmentInfo, mmap: bool = True,
     if info.deletes:
         mask = _load(directory / info.deletes, deletes_size, mmap=False, crc=info.crc32.get(info.deletes)).array
         deleted = mask
+    accel = {stem[len("accel."):]: a for stem, a in arrays.items() if stem.startswith("accel.")}
     segment = Segment(**{n: arrays[n] for n in POSTINGS_ARRAYS}, doc_ids=ids, term_scales=arrays.get("term_scales"),
-                      fields=fields, deleted=deleted, source=SegmentSource(path, pending))
-    problem = verify.first_problem(segment, info)
+                      fields=fields, deleted=deleted, source=SegmentSource(path, pending), accel=accel)
+    problem = verify.first_problem(segment, info) or accel_structure_problem(accel, segment.n_docs, segment.n_terms,
+                                                                             segment.n_postings)
     if problem:
         raise IndexFormatError(f"{path}: {problem} (index is corrupt)")
     return segment

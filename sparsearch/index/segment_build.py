@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sparsearch.index import kernels, small
+from sparsearch.index import accel, kernels, small
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.segment_types import MAX_ID_BYTES, TEXT_FIELDS, DocIds, Segment, StoredField
 from sparsearch.types import SparseBatch, compact_offsets
@@ -76,7 +76,7 @@ def build_segment(
     for name in config.stored_fields:
         values = [s.get(name) for s in stored]
         fields[name] = StoredField.encode(values, is_json=name not in TEXT_FIELDS)
-    return Segment(
+    segment = Segment(
         postings_offsets=postings_offsets,
         postings_docs=postings_docs,
         postings_weights=postings_weights,
@@ -86,6 +86,10 @@ def build_segment(
         term_scales=term_scales,
         fields=fields,
     )
+    # Forward index, pruned impact-ordered lists, block maxima (index/accel.py): learned sparse only
+    # (encoders without lengths score by dot product); a BM25 or small segment gets none.
+    segment.accel = accel.build_for_segment(segment, linear=vectors.lengths is None)
+    return segment
 
 
 def _threads() -> int:

@@ -247,6 +247,8 @@ class Segment:
     deleted: np.ndarray | None = None  # uint8 [n_docs], 1 = deleted; kept in its own file, outside the segment
     _ones: np.ndarray | None = field(default=None, repr=False)
     source: SegmentSource | None = field(default=None, repr=False)  # on-disk origin, for lazy checksums
+    # Optional acceleration structures (index/accel.py), saved as accel.<name>.npy; shared by every view.
+    accel: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def n_docs(self) -> int:
@@ -286,7 +288,8 @@ class Segment:
     def with_deletes(self, deleted: np.ndarray | None) -> "Segment":
         """The same immutable arrays under another deletion mask (a new snapshot's view)."""
         return Segment(self.postings_offsets, self.postings_docs, self.postings_weights, self.doc_lengths,
-                       self.doc_norms, self.doc_ids, self.term_scales, self.fields, deleted, source=self.source)
+                       self.doc_norms, self.doc_ids, self.term_scales, self.fields, deleted, source=self.source,
+                       accel=self.accel)
 
     def external_id(self, local: int) -> str:
         return self.doc_ids.get(local)
@@ -309,4 +312,5 @@ class Segment:
             kind = "json" if f.is_json else "text"
             out[f"field.{name}.{kind}.offsets"] = f.offsets
             out[f"field.{name}.{kind}.data"] = f.data
+        out.update({f"accel.{name}": a for name, a in self.accel.items()})
         return out

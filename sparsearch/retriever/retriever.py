@@ -312,7 +312,8 @@ class Retriever:
     def encode_queries(self, queries: Sequence[str], snapshot: Any = None) -> Any:
         return self.encoder.encode_queries(list(queries), (snapshot or self.writer.snapshot).stats)
 
-    def search(self, query: str, k: int = 10, filter: Any = None, method: str = "auto") -> Hits:
+    def search(self, query: str, k: int = 10, filter: Any = None, method: str = "auto", mode: str = "exact",
+               approx: Any = None) -> Hits:
         """Top-``k`` documents for one query; an empty or unknown-word query gives no hits.
 
         ``filter``: a metadata filter (:mod:`sparsearch.filters`: its JSON form
@@ -320,11 +321,13 @@ class Retriever:
         unfiltered ones.  ``hits.fields(i)`` gives a hit's stored fields.
         ``method``: how a sparse index ranks (``InvertedIndex.search``: auto,
         exhaustive, pruned, maxscore; all exact, the same hits).
+        ``mode`` / ``approx``: ``"exact"``, ``"bmp"`` or ``"approx"`` with an
+        ``ApproxSettings`` (:mod:`sparsearch.index.approx`; learned sparse indexes).
         """
-        return self.search_batch([query], k, threads=1, filter=filter, method=method)[0]
+        return self.search_batch([query], k, threads=1, filter=filter, method=method, mode=mode, approx=approx)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
-                     filter: Any = None, method: str = "auto") -> list[Hits]:
+                     filter: Any = None, method: str = "auto", mode: str = "exact", approx: Any = None) -> list[Hits]:
         """Top-``k`` for many queries, scored in parallel (``threads=None``: all Numba threads)."""
         self.writer.check_open()
         parsed = None if filter is None else parse_filter(filter)  # a malformed filter is refused before encoding
@@ -339,10 +342,10 @@ class Retriever:
 
             if filtering.matches_nothing(snapshot, parsed, where):  # nothing to rank: no query to encode
                 return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
-        if method == "auto":  # the dense index's hits() takes no method
-            return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where)
-        return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where,
-                             method=method)
+        extra: dict[str, Any] = {} if method == "auto" else {"method": method}  # a dense index takes neither
+        if mode != "exact" or approx is not None:
+            extra.update(mode=mode, approx=approx)
+        return snapshot.hits(self.encode_queries(queries, snapshot), k, parsed, threads=threads, where=where, **extra)
 
     def stored_fields(self, internal_id: int) -> dict[str, Any]:
         return self.writer.snapshot.stored_fields(internal_id)
