@@ -208,6 +208,44 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class Stepper:
+    """One optimiser step per call: AdamW (no decay on biases and LayerNorm weights, as BERT),
+    gradients clipped at norm 1, the learning rate of :func:`linear_schedule`.
+
+    Shared by the unsupervised adaptation and the supervised fine-tuning, which differ in their
+    batches and losses only.
+    """
+
+    def __init__(self, model: DenseModel, lr: float, weight_decay: float, warmup: int, steps: int) -> None:
+        self.params = [p for p in model.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW([{"params": [p for p in self.params if p.ndim >= 2],
+                                             "weight_decay": weight_decay},
+                                            {"params": [p for p in self.params if p.ndim < 2],
+                                             "weight_decay": 0.0}], lr=lr)
+        self.scheduler = linear_schedule(self.optimizer, warmup, steps)
+
+    def __call__(self, loss: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+
+def frozen_copy(base: Path, device: str, anchor: float) -> DenseModel | None:
+    """The base model, frozen, as the anchor's teacher (None without an anchor)."""
+    if anchor <= 0:
+        return None
+    teacher = DenseModel(base, device)
+    teacher.model.eval().requires_grad_(False)
+    return teacher
+
+
 def load_trainable(config: DenseAdaptConfig) -> tuple[DenseModel, DenseConfig, Path, str | None]:
     """``(model, settled settings, base folder, base name)``: a private copy in train mode (dropout on)."""
     found = resolve_model(config.model)
@@ -243,15 +281,8 @@ def adapt_dense(config: DenseAdaptConfig, out_dir: str | Path) -> Path:
         raise ValueError(f"{config.corpus}: {len(texts)} documents of >= {config.min_words} words, fewer than "
                          f"batch_size={config.batch_size}")
     model, settings, base, base_name = load_trainable(config)
-    teacher = DenseModel(base, config.device) if config.anchor > 0 else None
-    if teacher is not None:
-        teacher.model.eval().requires_grad_(False)
-    params = [p for p in model.model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]  # no decay on biases and LayerNorm weights (as BERT)
-    rest = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=config.lr)
-    scheduler = linear_schedule(optimizer, config.warmup, config.steps)
+    teacher = frozen_copy(base, config.device, config.anchor)
+    step_with = Stepper(model, config.lr, config.weight_decay, config.warmup, config.steps)
     use_amp = config.amp and model.device.type == "cuda"
     losses: list[float] = []
     started = time.perf_counter()
@@ -264,16 +295,11 @@ def adapt_dense(config: DenseAdaptConfig, out_dir: str | Path) -> Path:
                 with torch.no_grad():
                     base_a, base_b = embed(teacher, first, settings), embed(teacher, second, settings)
                 loss = loss + config.anchor * anchor_kl(a, b, base_a, base_b, config.temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
+        losses.append(step_with(loss))
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             recent = losses[-config.log_every:]
             log.info("step %d/%d loss %.4f lr %.2e", step + 1, config.steps, sum(recent) / len(recent),
-                     scheduler.get_last_lr()[0])
+                     step_with.lr)
     seconds = time.perf_counter() - started
     model.model.eval()
     record = {

@@ -31,7 +31,8 @@ import torch
 from sparsearch.retriever.dense import DenseModel
 from sparsearch.training.config import DatasetSpec, TrainConfig
 from sparsearch.training.data import TrainingData
-from sparsearch.training.dense_adapt import _curve, anchor_kl, embed, linear_schedule, load_trainable, save_adapted
+from sparsearch.training.dense_adapt import (Stepper, _curve, anchor_kl, embed, frozen_copy, load_trainable,
+                                             save_adapted)
 from sparsearch.training.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -100,13 +101,8 @@ def finetune_dense(config: DenseFinetuneConfig, out_dir: str | Path, data: Train
 
     model, settings, base, base_name = load_trainable(
         DenseAdaptConfig(model=config.model, corpus="-", max_length=config.max_length, device=config.device))
-    teacher = DenseModel(base, config.device) if config.anchor > 0 else None
-    if teacher is not None:
-        teacher.model.eval().requires_grad_(False)
-    params = [p for p in model.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-                                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=config.lr)
-    scheduler = linear_schedule(optimizer, config.warmup, config.steps)
+    teacher = frozen_copy(base, config.device, config.anchor)
+    step_with = Stepper(model, config.lr, config.weight_decay, config.warmup, config.steps)
     use_amp = config.amp and model.device.type == "cuda"
     losses: list[float] = []
     started = time.perf_counter()
@@ -115,12 +111,7 @@ def finetune_dense(config: DenseFinetuneConfig, out_dir: str | Path, data: Train
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             loss = batch_loss(model, batch.queries, batch.documents, batch.group, settings, config.temperature,
                               teacher, config.anchor)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
+        losses.append(step_with(loss))
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             recent = losses[-config.log_every:]
             log.info("step %d/%d loss %.4f", step + 1, config.steps, sum(recent) / len(recent))
