@@ -16,7 +16,7 @@ from typing import Any, Literal
 from sparsearch.errors import InputError
 
 Kind = Literal["splade", "inference-free"]
-Teacher = Literal["dense", "bm25", "splade"]
+Teacher = Literal["dense", "bm25", "splade", "self"]  # "self": the model adapted, frozen (sparsearch adapt)
 
 
 def _expand(path: str) -> str:
@@ -93,8 +93,8 @@ class TrainConfig:
         if self.flops not in ("auto", "idf", "plain"):
             raise InputError(f"flops must be 'auto', 'idf' or 'plain', got {self.flops!r}", field="flops")
         for t in self.teachers:
-            if t not in ("dense", "bm25", "splade"):
-                raise InputError(f"unknown teacher {t!r} (dense, bm25, splade)", field="teachers")
+            if t not in ("dense", "bm25", "splade", "self"):
+                raise InputError(f"unknown teacher {t!r} (dense, bm25, splade, self)", field="teachers")
         if "dense" in self.teachers and not self.dense_teacher:
             raise InputError("the dense teacher needs dense_teacher: a sentence-transformers folder", field="dense_teacher")
         if "splade" in self.teachers and not self.splade_teacher:

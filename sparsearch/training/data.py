@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from sparsearch.eval.datasets import load_beir
 from sparsearch.training.config import TrainConfig
 from sparsearch.training.cropping import crop_pair
-from sparsearch.training.teachers import bm25_score_matrix, dense_score_matrix, splade_score_matrix
+from sparsearch.training.pools import CandidatePools, mine_pools
+from sparsearch.training.scorers import PairScorer, bm25_scorer, dense_scorer, sparse_encoder_scorer
 from sparsearch.types import Document
 
 log = logging.getLogger(__name__)
@@ -46,11 +48,39 @@ class DatasetExamples:
     queries: list[str]
     positives: list[np.ndarray]
     negatives: list[np.ndarray]
-    teachers: dict[str, np.ndarray] = field(default_factory=dict)
+    pools: CandidatePools
+
+    @property
+    def teachers(self) -> tuple[str, ...]:
+        return self.pools.teachers
+
+
+def teacher_scorers(config: TrainConfig, documents: Sequence[Document], texts: Sequence[str]) -> dict[str, PairScorer]:
+    """The configured teachers (and BM25, always a miner) as pair scorers over this corpus and these queries."""
+    scorers: dict[str, PairScorer] = {"bm25": bm25_scorer(documents, texts)}
+    if config.dense_teacher and ("dense" in config.teachers):
+        scorers["dense"] = dense_scorer(config.dense_teacher, documents, texts, config.device)
+    if config.splade_teacher and ("splade" in config.teachers):
+        from sparsearch.retriever.registry import build_encoder
+
+        encoder = build_encoder("splade", {"model_dir": str(config.splade_teacher), "device": config.device,
+                                           "batch_size": 64})
+        scorers["splade"] = sparse_encoder_scorer("splade", encoder, documents, texts)
+    return scorers
+
+
+def examples_from(name: str, documents: list[Document], texts: list[str], positives: list[np.ndarray],
+                  scorers: dict[str, PairScorer], config: TrainConfig) -> DatasetExamples:
+    """Hard negatives from the union of BM25's and the dense teacher's top ``hard_negative_depth``
+    (positives excluded), every configured teacher scoring every candidate."""
+    keep = [t for t in config.teachers if t in scorers]
+    pools, negatives = mine_pools(scorers, positives, config.hard_negative_depth, ("bm25", "dense"), keep,
+                                  min_negatives=config.negatives_per_query, n_docs=len(documents), seed=config.seed)
+    return DatasetExamples(name, documents, texts, positives, negatives, pools)
 
 
 def prepare_dataset(path: str, splits: tuple[str, ...], config: TrainConfig) -> DatasetExamples:
-    """Queries of ``splits`` with positives, teacher matrices and hard-negative pools."""
+    """Queries of ``splits`` with positives, hard-negative pools and teacher scores."""
     qrels: dict[str, dict[str, int]] = {}
     query_text: dict[str, str] = {}
     dataset = None
@@ -67,24 +97,7 @@ def prepare_dataset(path: str, splits: tuple[str, ...], config: TrainConfig) -> 
     positives = [np.array([column[d] for d, r in qrels[q].items() if r > 0 and d in column], np.int64)
                  for q in query_ids]
     log.info("%s: %d training queries, %d documents", dataset.name, len(texts), len(documents))
-    teachers: dict[str, np.ndarray] = {"bm25": bm25_score_matrix(documents, texts)}
-    if config.dense_teacher and ("dense" in config.teachers):
-        teachers["dense"] = dense_score_matrix(config.dense_teacher, documents, texts, config.device)
-    if config.splade_teacher and ("splade" in config.teachers):
-        teachers["splade"] = splade_score_matrix(config.splade_teacher, documents, texts, config.device)
-    depth = config.hard_negative_depth
-    negatives = []
-    for qi, pos in enumerate(positives):
-        pool: set[int] = set()
-        for name in ("bm25", "dense"):
-            if name in teachers:
-                row = teachers[name][qi]
-                top = np.argpartition(-row, min(depth, len(row) - 1))[:depth]
-                pool.update(int(i) for i in top)
-        pool.difference_update(int(p) for p in pos)
-        negatives.append(np.array(sorted(pool), np.int64))
-    return DatasetExamples(dataset.name, documents, texts, positives, negatives,
-                           {k: v for k, v in teachers.items() if k in config.teachers})
+    return examples_from(dataset.name, documents, texts, positives, teacher_scorers(config, documents, texts), config)
 
 
 class TrainingData:
@@ -101,11 +114,11 @@ class TrainingData:
 
     def with_config(self, config: TrainConfig) -> "TrainingData":
         """The same examples under another run's settings, keeping only its teachers (experiments share prep)."""
-        views = [DatasetExamples(d.name, d.documents, d.queries, d.positives, d.negatives,
-                                 {k: v for k, v in d.teachers.items() if k in config.teachers}) for d in self.datasets]
         missing = set(config.teachers) - set().union(*(d.teachers for d in self.datasets))
         if missing:
             raise ValueError(f"teachers {sorted(missing)} were not prepared")
+        views = [DatasetExamples(d.name, d.documents, d.queries, d.positives, d.negatives,
+                                 d.pools.keep([t for t in d.teachers if t in config.teachers])) for d in self.datasets]
         return TrainingData(views, config)
 
     @classmethod
@@ -137,13 +150,13 @@ class TrainingData:
             pool = ds.negatives[qi]
             if len(pool) >= group - 1:
                 negs = [int(x) for x in rng.sample(list(pool), group - 1)]
-            else:  # tiny pools (tests): fill with random non-positive documents
-                positives = set(ds.positives[qi].tolist())
-                others = [i for i in range(len(ds.documents)) if i not in positives]
-                negs = [int(x) for x in pool] + rng.sample(others, group - 1 - len(pool))
+            elif len(pool):  # a corpus smaller than a group (mine_pools padded what it could): repeat negatives
+                negs = [int(x) for x in rng.choices(list(pool), k=group - 1)]
+            else:
+                raise ValueError(f"{ds.name}: query {ds.queries[qi]!r} has no negative (every document is a positive)")
             cands = [pos] + negs
             queries.append(ds.queries[qi])
             documents.extend(ds.documents[i].contents for i in cands)
             for t in teacher_names:
-                scores[t][row] = ds.teachers[t][qi, cands]
+                scores[t][row] = ds.pools.lookup(t, qi, cands)
         return LabeledBatch(queries, documents, group, [scores[t] for t in teacher_names])

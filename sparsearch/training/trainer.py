@@ -16,7 +16,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -151,8 +151,17 @@ def _save_checkpoint(path: Path, student: Student, optimizer, scheduler, step: i
     shutil.rmtree(old, ignore_errors=True)
 
 
-def train(config: TrainConfig, resume: bool = True, data: TrainingData | None = None) -> dict[str, Any]:
-    """Train, save ``out_dir/model`` (Hugging Face layout, + ``idf.json``) and return a summary."""
+Validator = Callable[["Student"], float]
+
+
+def train(config: TrainConfig, resume: bool = True, data: TrainingData | None = None,
+          validate: Validator | None = None, validate_every: int = 0) -> dict[str, Any]:
+    """Train, save ``out_dir/model`` (Hugging Face layout, + ``idf.json``) and return a summary.
+
+    With ``validate`` (a score on held-out validation queries, higher is better), the student is scored
+    every ``validate_every`` steps and at the end, and the saved model is the best-scoring state: the
+    checkpoint is chosen on validation data, never on a test split.
+    """
     device = _device(config.device)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,6 +200,22 @@ def train(config: TrainConfig, resume: bool = True, data: TrainingData | None = 
     history: list[dict[str, float]] = []
     t1 = time.perf_counter()
     steps_done = config.steps
+    validation: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+
+    def check(step: int) -> None:
+        nonlocal best
+        if validate is None:
+            return
+        student.model.eval()
+        with torch.no_grad():
+            score = float(validate(student))
+        student.model.train()
+        validation.append({"step": step, "score": score})
+        log.info("validation at step %d: %.4f", step, score)
+        if best is None or score > best[0]:
+            best = (score, step, {k: v.detach().to("cpu", copy=True) for k, v in student.model.state_dict().items()})
+
     with log_path.open("a", encoding="utf-8") as log_file:
         for step in range(start, config.steps):
             if config.max_train_seconds is not None and time.perf_counter() - t1 > config.max_train_seconds:
@@ -221,9 +246,15 @@ def train(config: TrainConfig, resume: bool = True, data: TrainingData | None = 
                 log_file.flush()
                 log.info("step %d loss %.4f nnz_d %.1f nnz_q %.1f", step + 1, sums.get("loss", 0.0),
                          sums.get("nnz_d", 0.0), sums.get("nnz_q", 0.0))
+            if validate_every and (step + 1) % validate_every == 0 and step + 1 < config.steps:
+                check(step + 1)
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 _save_checkpoint(checkpoint, student, optimizer, scheduler, step + 1, rng, config)
     train_seconds = time.perf_counter() - t1
+    check(steps_done)
+    if best is not None and best[1] != steps_done:
+        log.info("keeping the state of step %d (validation %.4f)", best[1], best[0])
+        student.model.load_state_dict(best[2])
     student.model.eval()
     model_dir = out / "model"
     extra = {"sparsearch_training.json": json.dumps(config.to_dict(), indent=2).encode("utf-8")}
@@ -233,4 +264,5 @@ def train(config: TrainConfig, resume: bool = True, data: TrainingData | None = 
     shutil.rmtree(checkpoint, ignore_errors=True)
     return {"model_dir": str(model_dir), "steps": steps_done, "resumed_from": start,
             "prepare_seconds": prep_seconds, "train_seconds": train_seconds, "device": str(device),
-            "first": history[0] if history else None, "last": history[-1] if history else None}
+            "first": history[0] if history else None, "last": history[-1] if history else None,
+            "validation": validation, "kept_step": best[1] if best is not None else steps_done}

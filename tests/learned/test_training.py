@@ -351,3 +351,24 @@ def test_shipped_configs_parse_with_variables_expanded(name: str, monkeypatch: p
     assert config.datasets[1].splits == ("train", "dev")
     assert config.dense_teacher == "/models/minilm"
     assert "$" not in config.base_model
+
+
+def test_the_checkpoint_kept_is_the_best_on_validation(tiny_mlm: Path, train_slice: Path, prepared: TrainingData,
+                                                       tmp_path: Path) -> None:
+    """Validation every 2 steps and at the end; the saved model is the state of the best-scoring check."""
+    from safetensors.torch import load_file
+
+    config = TrainConfig.from_dict(settings(tiny_mlm, tmp_path / "run", train_slice, steps=5, lr=1e-2))
+    marks = iter([0.2, 0.9, 0.5])
+    states = []
+
+    def validate(student) -> float:  # type: ignore[no-untyped-def]
+        states.append({k: v.detach().clone() for k, v in student.model.state_dict().items()})
+        return next(marks)
+
+    summary = train(config, resume=False, data=prepared.with_config(config), validate=validate, validate_every=2)
+    assert [v["step"] for v in summary["validation"]] == [2, 4, 5] and summary["kept_step"] == 4
+    saved = load_file(str(Path(summary["model_dir"]) / "model.safetensors"))
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, states[1][name].to(tensor.dtype)), name
+    assert any(not torch.equal(states[1][n], states[2][n]) for n in saved)  # the last state differed

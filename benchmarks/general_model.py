@@ -1,0 +1,180 @@
+"""Train the general (zero-shot) inference-free model and measure it against BM25 on every shared set.
+
+On the GPU machine (training text from ``benchmarks/general_data.py``; the
+base model and dense teacher are all-MiniLM-L6-v2; nothing of SciFact,
+NFCorpus, Cranfield or CISI is read before training ends):
+
+    python benchmarks/general_model.py train --data GEN --base MINILM --out OUT --eval DATA
+
+``train`` fixes every hyperparameter beforehand (the recipe of the shipped
+in-domain model, docs/learned_sparse.md) and chooses only the checkpoint, on
+the validation (``dev``) slice of the training text
+(:mod:`sparsearch.training.validation`).  After training it encodes each
+shared set once and reports NDCG@10 (pytrec_eval, all judged test queries,
+exhaustive dot product, top 1,000) with the model's own ``idf.json`` and with
+IDF recomputed from the set's corpus, each unpruned and with document
+weights ≤ 0.1 dropped, beside BM25 — the figures are zero-shot.
+
+``adapt`` runs ``sparsearch adapt`` (documents only) on each shared set from
+a given model and reports the same table for the adapted models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+SETS = {"scifact": "beir/scifact", "nfcorpus": "beir/nfcorpus", "cranfield": "classic/cranfield",
+        "cisi": "classic/cisi"}
+log = logging.getLogger("general_model")
+
+
+def bm25_ndcg(root: Path) -> float:
+    from sparsearch.eval.beir import EvalSettings, evaluate_beir
+    from sparsearch.retriever.registry import build_encoder
+
+    report = evaluate_beir(root, encoder=build_encoder("bm25"), settings=EvalSettings(measure_speed=False),
+                           log_warnings=False)
+    return round(report["metrics"]["ndcg_cut_10"], 4)
+
+
+def zero_shot(model_dir: Path, root: Path, device: str = "auto", thresholds: tuple[float, ...] = (0.0, 0.1)
+              ) -> dict[str, float]:
+    """NDCG@10 of an inference-free model on one set: {idf source} × {document threshold}."""
+    from sparsearch.eval.datasets import load_beir
+    from sparsearch.eval.metrics import evaluate
+    from sparsearch.retriever.idf import bm25_form_idf, document_frequencies
+    from sparsearch.retriever.registry import build_encoder
+
+    dataset = load_beir(root, "test")
+    docs = list(dataset.corpus())
+    encoder = build_encoder("inference-free", {"model_dir": str(model_dir), "device": device, "batch_size": 128})
+    t = time.perf_counter()
+    batch = encoder.encode_documents(docs)
+    seconds = time.perf_counter() - t
+    vocab = len(encoder.queries.weights)
+    full = sp.csr_matrix((batch.weights, batch.term_ids, batch.offsets), shape=(len(docs), vocab))
+    qids = list(dataset.queries)
+    rows = [sorted(set(encoder.queries.tokenizer.encode(dataset.queries[q], add_special_tokens=False).ids))
+            for q in qids]
+    df, n = document_frequencies([d.contents for d in docs], model_dir)
+    dead = ~encoder.queries.queryable
+    out: dict[str, float] = {"encode_docs_per_second": round(len(docs) / seconds, 1),
+                             "nonzeros_per_doc": round(full.nnz / len(docs), 1)}
+    for idf_name, weights in (("model_idf", encoder.queries.weights), ("corpus_idf", bm25_form_idf(df, n))):
+        w = np.asarray(weights, np.float64).copy()
+        w[dead] = 0.0
+        q = sp.csr_matrix((np.concatenate([w[r] for r in rows]), np.concatenate([np.asarray(r, np.int64) for r in rows]),
+                           np.cumsum([0] + [len(r) for r in rows])), shape=(len(rows), vocab))
+        for threshold in thresholds:
+            d = full.multiply(full > threshold).tocsr() if threshold > 0 else full
+            scores = (q @ d.T).toarray()
+            run = {}
+            for i, qid in enumerate(qids):
+                top = np.argsort(-scores[i], kind="stable")[:1000]
+                run[qid] = {docs[j].doc_id: float(scores[i, j]) for j in top if scores[i, j] > 0}
+            out[f"{idf_name}@{threshold:g}"] = round(evaluate(dataset.qrels, run)["ndcg_cut_10"], 4)
+    return out
+
+
+def table(model_dir: Path, data: Path, with_bm25: bool = True) -> dict[str, dict[str, float]]:
+    result = {}
+    for name, rel in SETS.items():
+        root = data / rel
+        if not root.exists():
+            continue
+        row = zero_shot(model_dir, root)
+        if with_bm25:
+            row["bm25"] = bm25_ndcg(root)
+        result[name] = row
+        log.info("%s %s", name, row)
+    return result
+
+
+def train_general(args: argparse.Namespace) -> None:
+    from sparsearch.training.config import DatasetSpec, TrainConfig
+    from sparsearch.training.trainer import train
+    from sparsearch.training.validation import ValidationSet
+
+    config = TrainConfig(
+        kind="inference-free", base_model=str(args.base), out_dir=str(args.out / "run"),
+        datasets=(DatasetSpec(str(args.data), ("train",)),), teachers=("dense", "bm25"), dense_teacher=str(args.base),
+        teacher_scale=30.0, kl_weight=1.0, infonce_weight=0.5, crop_fraction=args.crop_fraction, flops="idf",
+        lambda_d=args.lambda_d, lambda_q=0.01, lambda_warmup_steps=args.steps // 3, steps=args.steps,
+        max_train_seconds=args.max_train_seconds, batch_size=32, lr=8e-5, lr_warmup_steps=args.steps // 15,
+        max_length=256, bf16=True, seed=13, log_every=50, checkpoint_every=10**9, save_fp16=True)
+    validation = ValidationSet.from_beir(str(args.data), "dev", n_docs=args.validation_docs, max_queries=2000)
+    started = time.perf_counter()
+    summary = train(config, resume=False, validate=lambda s: validation.ndcg10(s), validate_every=args.validate_every)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 1)
+    report = {"training": summary, "config": config.to_dict(),
+              "validation_sample": {"queries": len(validation.queries), "documents": len(validation.texts)}}
+    if args.eval:
+        report["zero_shot"] = table(Path(summary["model_dir"]), args.eval)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report.get("zero_shot", {}), indent=1))
+
+
+def adapt_all(args: argparse.Namespace) -> None:
+    from sparsearch.training.adapt import AdaptConfig, adapt
+
+    report: dict[str, object] = {}
+    for name, rel in SETS.items():
+        root = args.eval / rel
+        t = time.perf_counter()
+        folder = adapt(AdaptConfig(model=str(args.model), corpus=str(root), out=str(args.out / name),
+                                   dense_teacher=str(args.dense_teacher) if args.dense_teacher else None,
+                                   steps=args.steps))
+        seconds = time.perf_counter() - t
+        row = zero_shot(folder, root)
+        row["bm25"] = bm25_ndcg(root)
+        row["adapt_seconds"] = round(seconds, 1)
+        report[name] = row
+        log.info("%s %s", name, row)
+        (args.out / "adapt_report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--data", type=Path, required=True, help="the general training text (BEIR layout, train + dev)")
+    t.add_argument("--base", type=Path, required=True, help="all-MiniLM-L6-v2 folder: student base and dense teacher")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--eval", type=Path, help="$SPARSEARCH_DATA: zero-shot table after training")
+    t.add_argument("--steps", type=int, default=3400)
+    t.add_argument("--max-train-seconds", type=float, default=None)
+    t.add_argument("--lambda-d", type=float, default=0.07)
+    t.add_argument("--crop-fraction", type=float, default=0.1)
+    t.add_argument("--validate-every", type=int, default=850)
+    t.add_argument("--validation-docs", type=int, default=20000)
+    a = sub.add_parser("adapt")
+    a.add_argument("--model", type=Path, required=True)
+    a.add_argument("--eval", type=Path, required=True, help="$SPARSEARCH_DATA")
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--dense-teacher", type=Path)
+    a.add_argument("--steps", type=int, default=600)
+    e = sub.add_parser("table")
+    e.add_argument("--model", type=Path, required=True)
+    e.add_argument("--eval", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "train":
+        args.out.mkdir(parents=True, exist_ok=True)
+        train_general(args)
+    elif args.command == "adapt":
+        args.out.mkdir(parents=True, exist_ok=True)
+        adapt_all(args)
+    else:
+        print(json.dumps(table(args.model, args.eval), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""``sparsearch adapt MODEL CORPUS --out DIR``: an inference-free model fitted to a corpus from its documents alone.
+
+See :mod:`sparsearch.training.adapt` (docs/general_model.md has the measurements).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sparsearch.cli_common import _fail
+from sparsearch.errors import SparsearchError
+
+
+def adapt_command(
+    model: str = typer.Argument(..., help="An inference-free model folder or shipped name (e.g. the default "
+                                          "general model)."),
+    corpus: Path = typer.Argument(..., help="The corpus to adapt to: corpus.jsonl or a BEIR folder (documents only)."),
+    out: Path = typer.Option(..., "--out", help="New folder for the adapted model (must not exist or be empty)."),
+    dense_teacher: Optional[str] = typer.Option(None, "--dense-teacher", help="Add a dense bi-encoder to the "
+                                                "teachers (a folder or name, e.g. all-minilm-l6-v2)."),
+    steps: int = typer.Option(600, help="Training steps."),
+    max_queries: int = typer.Option(20000, help="Pseudo-queries drawn (at most 2 per document)."),
+    batch_size: int = typer.Option(32, help="Pseudo-queries per step (each with 7 candidates)."),
+    lr: float = typer.Option(2e-5, help="Learning rate."),
+    device: str = typer.Option("auto", help="auto (a GPU where present), cpu or cuda."),
+    seed: int = typer.Option(13, help="Seed of pseudo-query sampling and training."),
+) -> None:
+    """Adapt an inference-free model to CORPUS: pseudo-queries + BM25/self(/dense) teachers, corpus IDF."""
+    try:
+        from sparsearch.training.adapt import AdaptConfig, adapt
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        folder = adapt(AdaptConfig(model=model, corpus=str(corpus), out=str(out), dense_teacher=dense_teacher,
+                                   steps=steps, max_queries=max_queries, batch_size=batch_size, lr=lr, device=device,
+                                   seed=seed))
+    except (SparsearchError, ValueError, OSError) as error:
+        _fail(error)
+    typer.echo(f"adapted model written to {folder}")

@@ -1,0 +1,148 @@
+"""Teachers as pair scorers, candidate pools, validation-chosen checkpoints and ``sparsearch adapt`` end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sparsearch.corpus import read_corpus
+from sparsearch.errors import InputError
+from sparsearch.retriever.idf import idf_table, read_idf_json, write_idf_json
+from sparsearch.retriever.registry import build_encoder
+from sparsearch.retriever.retriever import Retriever
+from sparsearch.index.config import IndexConfig
+from sparsearch.training.adapt import AdaptConfig, adapt, pseudo_queries
+from sparsearch.training.pools import mine_pools
+from sparsearch.training.scorers import DenseScorer, bm25_scorer
+from sparsearch.types import Document
+
+from .conftest import make_tiny_mlm
+
+
+@pytest.fixture(scope="module")
+def corpus(tiny_texts: list[str]) -> list[Document]:
+    return [Document(f"d{i}", t) for i, t in enumerate(tiny_texts[:150])]
+
+
+@pytest.fixture(scope="module")
+def queries(corpus: list[Document]) -> list[str]:
+    return [" ".join(d.contents.split()[3:9]) for d in corpus[:40]]
+
+
+def test_bm25_scorer_equals_the_index(corpus, queries) -> None:
+    """Pair scores and top lists of the scorer are sparsearch's BM25 (unquantised index), exhaustively."""
+    scorer = bm25_scorer(corpus, queries)
+    index = Retriever.build(corpus, encoder=build_encoder("bm25"), config=IndexConfig(quantization="none"))
+    top = scorer.top(20)
+    for qi, hits in enumerate(index.search_batch(queries, k=len(corpus))):
+        rows = np.array([int(i[1:]) for i in hits.ids])
+        got = scorer.pairs(np.full(len(rows), qi), rows)
+        np.testing.assert_allclose(got, hits.scores, rtol=1e-5, atol=1e-6)
+        # The scorer's top 20 score as the index's 20 best (ties may reorder); past the matching documents,
+        # random non-matching ones (score 0) fill the list.
+        mine = np.sort(scorer.pairs(np.full(20, qi), top[qi]))[::-1]
+        n = min(20, len(hits.scores))
+        np.testing.assert_allclose(mine[:n], hits.scores[:n], rtol=1e-5, atol=1e-6)
+        assert (mine[n:] == 0).all() and len(set(top[qi].tolist())) == 20
+
+
+def test_pools_hold_positives_negatives_and_exact_teacher_scores(corpus, queries) -> None:
+    rng = np.random.default_rng(3)
+    emb_d = rng.normal(size=(len(corpus), 8)).astype(np.float32)
+    emb_q = rng.normal(size=(len(queries), 8)).astype(np.float32)
+    scorers = {"bm25": bm25_scorer(corpus, queries), "dense": DenseScorer("dense", emb_q, emb_d)}
+    positives = [np.array([i, (i + 7) % len(corpus)]) for i in range(len(queries))]
+    pools, negatives = mine_pools(scorers, positives, depth=10, min_negatives=7, n_docs=len(corpus))
+    dense_top = np.argsort(-(emb_q @ emb_d.T), axis=1)[:, :10]
+    for qi, pos in enumerate(positives):
+        cands = pools.candidates(qi)
+        assert set(pos) <= set(cands) and not set(pos) & set(negatives[qi])
+        assert set(dense_top[qi]) - set(pos) <= set(negatives[qi])
+        np.testing.assert_allclose(pools.lookup("dense", qi, cands), (emb_q[qi] @ emb_d[cands].T), rtol=1e-5)
+        np.testing.assert_allclose(pools.lookup("bm25", qi, cands[:3]),
+                                   scorers["bm25"].pairs(np.full(3, qi), cands[:3]), rtol=1e-6)
+    with pytest.raises(KeyError):
+        outside = np.setdiff1d(np.arange(len(corpus)), pools.candidates(0))[:1]
+        pools.lookup("bm25", 0, outside)
+    # A corpus smaller than the depth: pools padded with random other documents up to min_negatives.
+    small, small_neg = mine_pools({"dense": DenseScorer("dense", emb_q[:2], emb_d[:5])}, [np.array([0])] * 2,
+                                  depth=2, miners=("dense",), min_negatives=4, n_docs=5)
+    assert all(len(n) == 4 and 0 not in n for n in small_neg)
+
+
+def test_pseudo_queries_are_spans_of_their_source(corpus) -> None:
+    a = pseudo_queries(corpus, 60, random.Random(5), 4, 12)
+    assert a == pseudo_queries(corpus, 60, random.Random(5), 4, 12)
+    for text, row in zip(*a):
+        words = text.split()
+        assert 4 <= len(words) <= 12
+        assert text in " ".join(corpus[row].contents.split())
+    with pytest.raises(InputError, match="no document has 4"):
+        pseudo_queries([Document("x", "too short")], 3, random.Random(0))
+
+
+@pytest.fixture(scope="module")
+def tiny_inference_free(tmp_path_factory, tiny_texts) -> Path:
+    folder = make_tiny_mlm(tmp_path_factory.mktemp("tiny-if"), tiny_texts, seed=4)
+    write_idf_json(idf_table(tiny_texts, folder), folder / "idf.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory, corpus) -> Path:
+    folder = tmp_path_factory.mktemp("adapt-corpus")
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as f:
+        for d in corpus[:100]:
+            f.write(json.dumps({"_id": d.doc_id, "title": "", "text": d.contents}) + "\n")
+    return folder
+
+
+def test_adapt_end_to_end_on_cpu(tiny_inference_free, corpus_dir, tmp_path) -> None:
+    from safetensors.numpy import load_file
+
+    out = adapt(AdaptConfig(model=str(tiny_inference_free), corpus=str(corpus_dir), out=str(tmp_path / "adapted"),
+                            steps=4, batch_size=4, negatives_per_query=3, max_length=64, device="cpu",
+                            max_queries=40, hard_negative_depth=10, lr=5e-3))
+    texts = [d.contents for d in read_corpus(corpus_dir)]
+    # Query weights: this corpus's IDF, not the model's.
+    assert read_idf_json(out / "idf.json") == pytest.approx(idf_table(texts, tiny_inference_free))
+    assert read_idf_json(out / "idf.json") != read_idf_json(tiny_inference_free / "idf.json")
+    record = json.loads((out / "sparsearch_adapt.json").read_text())
+    assert record["labels_used"].startswith("none") and record["teachers"] == ["bm25", "self"]
+    assert record["pseudo_queries"] == 40 and record["steps"] == 4
+    before = load_file(str(tiny_inference_free / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    changed = [k for k in before if k in after and not np.allclose(before[k], after[k].astype(before[k].dtype),
+                                                                   atol=1e-3)]
+    assert changed  # trained, not copied
+    # The adapted folder loads wherever a model loads: here as an encoder, indexing and searching the corpus.
+    index = Retriever.build(read_corpus(corpus_dir),
+                            encoder=build_encoder("inference-free", {"model_dir": str(out), "device": "cpu"}))
+    assert index.n_docs == 100 and len(index.search(texts[0][:60], k=5).ids) > 0
+    assert not (tmp_path / "adapted.adapting").exists()
+    with pytest.raises(InputError, match="not an empty folder"):
+        adapt(AdaptConfig(model=str(tiny_inference_free), corpus=str(corpus_dir), out=str(out), steps=1))
+
+
+def test_adapt_refuses_a_splade_folder_and_the_cli_reports_it(tiny_mlm, corpus_dir, tmp_path) -> None:
+    from sparsearch.cli import app
+
+    result = CliRunner().invoke(app, ["adapt", str(tiny_mlm), str(corpus_dir), "--out", str(tmp_path / "o"),
+                                      "--device", "cpu"])
+    assert result.exit_code != 0 and "inference-free model folder" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_adapt_writes_a_model(tiny_inference_free, corpus_dir, tmp_path) -> None:
+    from sparsearch.cli import app
+
+    result = CliRunner().invoke(app, ["adapt", str(tiny_inference_free), str(corpus_dir), "--out",
+                                      str(tmp_path / "m"), "--steps", "2", "--batch-size", "4", "--max-queries",
+                                      "20", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "idf.json").exists() and (tmp_path / "m" / "README.md").exists()
