@@ -43,7 +43,6 @@ request, because regenerating 10^7 documents is minutes of wasted work.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import math
@@ -57,6 +56,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for a run without install
+from sparsearch.training.dictionaries import clean_gcide_entry, iter_gcide, iter_wordnet  # noqa: E402,F401
 
 #: Bumped whenever the bytes produced for a given (mode, n, seed, model)
 #: change, so that cached corpora made by an older generator are rebuilt.
@@ -121,139 +123,8 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------
 # Real text: GCIDE (dictd format) and WordNet 3.0 glosses
 # ---------------------------------------------------------------------------
-
-_DICTD_B64 = {c: i for i, c in enumerate(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
-
-
-def _dictd_number(code: str) -> int:
-    """Decode dictd's base-64 offsets/lengths (most significant digit first)."""
-    value = 0
-    for ch in code:
-        value = value * 64 + _DICTD_B64[ch]
-    return value
-
-
-# Editorial source tags close every sense in GCIDE ("[1913 Webster]",
-# "[WordNet 1.5 +PJC]", "[Webster 1913 Suppl.]", "[RDH]", "[AS]", ...).  They
-# say where a sense came from and are not definition text.
-_GCIDE_SOURCE_TAG = re.compile(
-    r"\[[^\]\n]*(?:Webster|WordNet|PJC|Century|RDH)[^\]\n]*\]|^[ \t]*\[AS\][ \t]*$",
-    re.MULTILINE)
-# Pronunciations are written between backslashes after the headword, e.g.
-# "Spurt \Spurt\ (sp[^u]rt), n." -- optionally followed by a respelling in
-# parentheses.  Respellings have no periods or capitals, which separates
-# them from field labels such as "(Bot.)" that we keep.
-_GCIDE_PRON = re.compile(r"\\[^\\\n]*\\(?:[ \t]*\([^().A-Z\n]*\))?")
-# Accented letters are ASCII escapes: [^a] [=e] ['e] [a^] [~n] ["o] [.a] ...
-_GCIDE_ACCENT = re.compile(r"\[([\^=~'`\".,*\-])?([A-Za-z]{1,2})([\^~])?\]")
-_GCIDE_NAMED = {
-    "ae": "ae", "AE": "AE", "oe": "oe", "OE": "OE", "th": "th", "ng": "ng",
-    "eth": "th", "thorn": "th", "imac": "i", "aum": "a", "asl": "a",
-    "add": "a", "udd": "u", "yogh": "y", "dsdot": "d", "root": "",
-    "deg": "", "sect": "", "prime": "", "bprime": "",
-}
-_GCIDE_NAMED_RE = re.compile(r"\[(" + "|".join(_GCIDE_NAMED) + r")\]")
-
-
-def _gcide_unescape(text: str) -> str:
-    """Turn GCIDE's ASCII letter escapes into plain letters ("[^a]" -> "a")."""
-    def accent(m: re.Match[str]) -> str:
-        if m.group(1) is None and m.group(3) is None:
-            return m.group(0)  # "[He]", "[AS]": real bracketed words, keep
-        return m.group(2)
-
-    text = _GCIDE_NAMED_RE.sub(lambda m: _GCIDE_NAMED[m.group(1)], text)
-    return _GCIDE_ACCENT.sub(accent, text)
-
-
-def clean_gcide_entry(block: str, index_headword: str) -> tuple[str, str]:
-    """Return ``(title, text)`` for one dictd block of GCIDE.
-
-    The title is the headword as printed at the start of the entry; the text
-    is the rest of the entry (part of speech, etymology, senses, quotations)
-    with markup removed: pronunciations, letter escapes, ``{}`` cross-reference
-    braces and source tags.  Anything after the last source tag is dropped,
-    because the dictd conversion leaves stray headwords of the next entry
-    there (e.g. "[1913 Webster] Tergeminal").  About 2% of the blocks have
-    no closing tag, some of them cut short by the dictd conversion; they are
-    kept as they are.
-    """
-    block = block.strip("\n")
-    if not block.startswith(index_headword):
-        # rare: a quotation of the previous entry spilled into this block
-        start = block.find("\n" + index_headword + " \\")
-        block = block[start + 1:] if start >= 0 else block
-    tags = list(_GCIDE_SOURCE_TAG.finditer(block))
-    if tags:
-        block = block[:tags[-1].start()]
-    block = _GCIDE_SOURCE_TAG.sub(" ", block)
-    first, _, rest = block.partition("\n")
-    if "\\" in first:
-        title = first[:first.index("\\")]
-        body = first[len(title):] + "\n" + rest
-    else:
-        title, body = index_headword, block
-    title = " ".join(_gcide_unescape(title).replace("{", "").replace("}", "").split())
-    body = _GCIDE_PRON.sub(" ", body)
-    body = _gcide_unescape(body).replace("{", "").replace("}", "")
-    body = " ".join(body.split())
-    body = re.sub(r" ([,;:.])", r"\1", body).lstrip(" ,;:.")
-    return title, body
-
-
-def iter_gcide(gcide_dir: Path = DEFAULT_GCIDE_DIR) -> Iterator[tuple[str, str, str]]:
-    """Yield ``(doc_id, title, text)``, one per GCIDE entry, in dictionary order.
-
-    The dictd index lists every headword *and* every phrase inside an entry,
-    so many index lines point at the same block; one block (unique
-    offset/length) is one entry.  The ``.dict.dz`` file is dictzip, which
-    plain gzip reads.
-    """
-    spans: dict[tuple[int, int], str] = {}
-    with open(gcide_dir / "gcide.index", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                continue
-            key = (_dictd_number(parts[1]), _dictd_number(parts[2]))
-            spans.setdefault(key, parts[0])
-    with gzip.open(gcide_dir / "gcide.dict.dz", "rb") as fh:
-        raw = fh.read()
-    for k, ((off, length), headword) in enumerate(sorted(spans.items())):
-        if headword.startswith("00-"):  # database info/licence blocks
-            continue
-        # A handful of bytes are cp1252, not UTF-8; replace them.
-        block = raw[off:off + length].decode("utf-8", errors="replace")
-        title, text = clean_gcide_entry(block, headword)
-        if title and tokenize(text):
-            yield f"gcide-{k}", title, text
-
-
-_WORDNET_POS = (("n", "noun"), ("v", "verb"), ("a", "adj"), ("r", "adv"))
-
-
-def iter_wordnet(wordnet_dir: Path = DEFAULT_WORDNET_DIR) -> Iterator[tuple[str, str, str]]:
-    """Yield ``(doc_id, title, text)``, one per WordNet synset.
-
-    Title is the synset's first lemma (underscores to spaces, adjective
-    position markers like "(a)" removed); text is the gloss after " | ",
-    definitions and usage examples as WordNet prints them.
-    """
-    for pos, name in _WORDNET_POS:
-        with open(wordnet_dir / f"data.{name}", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(" "):  # licence header lines
-                    continue
-                head, sep, gloss = line.partition(" | ")
-                fields = head.split()
-                if not sep or len(fields) < 5:
-                    continue
-                lemma = re.sub(r"\([a-z]+\)$", "", fields[4]).replace("_", " ")
-                text = " ".join(gloss.split())
-                if lemma and tokenize(text):
-                    yield f"wn-{pos}-{fields[0]}", lemma, text
-
+# The parsers live in sparsearch.training.dictionaries (the general training
+# text uses them too); imported here under their old names.
 
 @dataclass
 class RealCorpusReport:
