@@ -86,12 +86,37 @@ class SparseScorer:
         return out
 
     def pairs(self, query_rows: np.ndarray, doc_rows: np.ndarray) -> np.ndarray:
+        """Σ_t q_t·d_t per pair, walking each query's few terms and looking the document's weight up by
+        ``term · n_docs + doc`` in the sorted postings: slicing document rows out of the CSR instead costs
+        the documents' whole length per pair (10× slower for learned-sparse documents of ~200 terms)."""
+        keys, values = self._postings()
+        n_docs = np.int64(self.documents.shape[0])
+        q = self.queries
+        query_rows = np.asarray(query_rows, np.int64)
+        doc_rows = np.asarray(doc_rows, np.int64)
         out = np.empty(len(query_rows), np.float32)
-        for lo in range(0, len(query_rows), 200_000):
-            q = self.queries[query_rows[lo:lo + 200_000]]
-            d = self.documents[doc_rows[lo:lo + 200_000]]
-            out[lo:lo + 200_000] = np.asarray(q.multiply(d).sum(axis=1), np.float64).ravel()
+        step = 1_000_000
+        for lo in range(0, len(query_rows), step):
+            qr, dr = query_rows[lo:lo + step], doc_rows[lo:lo + step]
+            starts, counts = q.indptr[qr], np.diff(q.indptr)[qr]
+            pair = np.repeat(np.arange(len(qr)), counts)
+            first = np.repeat(np.cumsum(counts) - counts, counts)
+            entry = np.repeat(starts, counts) + (np.arange(len(pair)) - first)
+            wanted = q.indices[entry].astype(np.int64) * n_docs + dr[pair]
+            pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+            found = keys[pos] == wanted if len(keys) else np.zeros(len(wanted), bool)
+            contrib = np.where(found, values[pos] if len(keys) else 0.0, 0.0) * q.data[entry]
+            out[lo:lo + len(qr)] = np.bincount(pair, weights=contrib, minlength=len(qr))
         return out
+
+    def _postings(self) -> tuple[np.ndarray, np.ndarray]:
+        cached = getattr(self, "_sorted", None)
+        if cached is None:
+            coo = self.documents.tocoo()
+            keys = coo.col.astype(np.int64) * np.int64(self.documents.shape[0]) + coo.row.astype(np.int64)
+            order = np.argsort(keys, kind="stable")
+            cached = self._sorted = (keys[order], coo.data[order].astype(np.float64))
+        return cached
 
 
 @dataclass
