@@ -125,8 +125,8 @@ def adapt_all(args: argparse.Namespace) -> None:
     from sparsearch.training.adapt import AdaptConfig, adapt
 
     report: dict[str, object] = {}
-    for name, rel in SETS.items():
-        root = args.eval / rel
+    for name in args.sets:
+        root = args.eval / SETS[name]
         t = time.perf_counter()
         folder = adapt(AdaptConfig(model=str(args.model), corpus=str(root), out=str(args.out / name),
                                    dense_teacher=str(args.dense_teacher) if args.dense_teacher else None,
@@ -161,6 +161,7 @@ def main() -> None:
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--dense-teacher", type=Path)
     a.add_argument("--steps", type=int, default=600)
+    a.add_argument("--sets", nargs="+", default=["cranfield", "cisi", "nfcorpus", "scifact"], choices=list(SETS))
     e = sub.add_parser("table")
     e.add_argument("--model", type=Path, required=True)
     e.add_argument("--eval", type=Path, required=True)

@@ -138,11 +138,15 @@ def test_adapt_refuses_a_splade_folder_and_the_cli_reports_it(tiny_mlm, corpus_d
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_adapt_writes_a_model(tiny_inference_free, corpus_dir, tmp_path) -> None:
+def test_cli_adapts_to_the_bundled_sample_corpus(tiny_inference_free, tmp_path) -> None:
+    """``sparsearch adapt`` on the corpus that ships with sparsearch (20 documents): 40 pseudo-queries, CPU."""
     from sparsearch.cli import app
+    from sparsearch.quickstart import SAMPLE_CORPUS
 
-    result = CliRunner().invoke(app, ["adapt", str(tiny_inference_free), str(corpus_dir), "--out",
-                                      str(tmp_path / "m"), "--steps", "2", "--batch-size", "4", "--max-queries",
-                                      "20", "--device", "cpu"])
+    result = CliRunner().invoke(app, ["adapt", str(tiny_inference_free), str(SAMPLE_CORPUS), "--out",
+                                      str(tmp_path / "m"), "--steps", "2", "--batch-size", "4", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "m" / "idf.json").exists() and (tmp_path / "m" / "README.md").exists()
+    record = json.loads((tmp_path / "m" / "sparsearch_adapt.json").read_text())
+    assert record["documents"] == 20 and record["pseudo_queries"] == 40
+    texts = [d.contents for d in read_corpus(SAMPLE_CORPUS)]
+    assert read_idf_json(tmp_path / "m" / "idf.json") == pytest.approx(idf_table(texts, tiny_inference_free))
