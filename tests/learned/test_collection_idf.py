@@ -260,7 +260,7 @@ runner = CliRunner()
 
 
 def test_cli_index_takes_idf_and_refuses_bad_values(inference_free_mlm: Path, tiny_texts: list[str],
-                                                     tmp_path: Path) -> None:
+                                                     eval_slice: Path, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     docs = documents(tiny_texts, 0, 15)
     corpus.write_text("".join(json.dumps({"_id": d.doc_id, "title": d.title, "text": d.text}) + "\n" for d in docs))
@@ -278,3 +278,12 @@ def test_cli_index_takes_idf_and_refuses_bad_values(inference_free_mlm: Path, ti
         assert r.exit_code == 2, r.output
         assert r.stderr.startswith("error: ") and needle in r.stderr and "Traceback" not in r.output
         assert not (tmp_path / "bad").exists()
+    # eval builds with --idf too; an existing index keeps the weighting it was built with.
+    report = tmp_path / "report.json"
+    r = runner.invoke(app, ["eval", str(eval_slice), "--encoder", "inference-free", "--model", str(inference_free_mlm),
+                            "--idf", "collection", "--device", "cpu", "--max-length", str(MAX_LENGTH), "--no-speed",
+                            "--k", "10", "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(report.read_text(encoding="utf-8"))["encoder"]["idf"] == "collection"
+    r = runner.invoke(app, ["eval", str(eval_slice), "--index", str(tmp_path / "idx"), "--idf", "collection"])
+    assert r.exit_code == 2 and "--idf applies when building" in r.stderr, r.output
