@@ -33,7 +33,7 @@ from sparsearch.cli_adapt import adapt_command  # noqa: E402  (adapt; docs/gener
 app.command("adapt")(adapt_command)
 
 from sparsearch.cli_common import (  # noqa: E402,F401  (re-exported: benchmarks import _encoder)
-    B, BATCH_SIZE, DENSE_INDEX, DENSE_MODEL, DEVICE, DOC_THRESHOLD, DOC_TOP_K, ENCODERS, EXIT_USER_ERROR, K1,
+    B, BATCH_SIZE, DENSE_INDEX, DENSE_MODEL, DEVICE, DOC_THRESHOLD, DOC_TOP_K, ENCODERS, EXIT_USER_ERROR, IDF, K1,
     MAX_LENGTH, MODEL, _bm25_encoder, _encoder, _fail, _given, dense_format)
 from sparsearch.cli_search import ALPHA, FUSION, eval_command, search, search_options  # noqa: E402
 
@@ -65,6 +65,7 @@ def index(
     doc_threshold: float = DOC_THRESHOLD,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
+    idf: str = IDF,
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     dense_model: Optional[str] = DENSE_MODEL,
@@ -91,9 +92,10 @@ def index(
 
             if corpus is not None:
                 raise SparsearchError("give either a corpus or --vectors FILE, not both")
-            if _given(encoder) not in (None, "bm25") or _given(model) is not None or _given(dense_model):
-                raise SparsearchError("--vectors indexes vectors as they are: --encoder, --model and --dense-model "
-                                      "do not apply (text queries go through --query-analyzer)")
+            if _given(encoder) not in (None, "bm25") or _given(model) is not None or _given(dense_model) or \
+                    _given(idf) not in (None, "model"):
+                raise SparsearchError("--vectors indexes vectors as they are: --encoder, --model, --idf and "
+                                      "--dense-model do not apply (text queries go through --query-analyzer)")
             idx = build_from_vectors(vectors, out, _given(query_analyzer), overwrite=overwrite, progress=progress)
         elif corpus is None:
             raise SparsearchError("missing the corpus to index (a corpus.jsonl or BEIR folder, or --vectors FILE)")
@@ -102,7 +104,8 @@ def index(
                                ef_construction=_given(ef_construction), ef_search=_given(ef_search),
                                ivf_nlist=_given(ivf_nlist), ivf_nprobe=_given(ivf_nprobe), pq_m=_given(pq_m),
                                pq_nbits=_given(pq_nbits))
-            enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device, doc_threshold)
+            enc = _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device, doc_threshold,
+                           _given(idf) or "model")
             if _given(dense_model) is not None:
                 return _index_hybrid(corpus, out, enc, dense_model, fmt, batch_size, device, overwrite, progress,
                                      search_options(fusion=fusion, alpha=alpha))

@@ -31,10 +31,20 @@ def _bm25_encoder(k1: float, b: float):  # type: ignore[no-untyped-def]
 ENCODERS = ("bm25", "splade", "inference-free", "dense")
 
 
+IDF_SOURCES = ("model", "collection")  # sparsearch.retriever.inference_free.IDF_SOURCES (not imported: no numpy here)
+
+
 def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
              doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto",
-             doc_threshold: float = 0.0):  # type: ignore[no-untyped-def]
-    """The encoder a command asked for; learned ones need ``--model`` (a folder, a shipped name or a HF id)."""
+             doc_threshold: float = 0.0, idf: str = "model"):  # type: ignore[no-untyped-def]
+    """The encoder a command asked for; learned ones need ``--model`` (a folder, a shipped name or a HF id).
+
+    ``idf``: inference-free query weights, ``model`` (its idf.json) or ``collection`` (the indexed texts').
+    """
+    if idf not in IDF_SOURCES:
+        raise SparsearchError(f"--idf must be one of {', '.join(IDF_SOURCES)}, got {idf!r}")
+    if idf != "model" and name != "inference-free":
+        raise SparsearchError(f"--idf {idf} weighs inference-free queries: not for --encoder {name}")
     if name == "bm25":
         return _bm25_encoder(k1, b)
     if name not in ENCODERS:
@@ -50,8 +60,10 @@ def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] =
         if doc_top_k is not None or doc_threshold:
             raise SparsearchError("--doc-top-k and --doc-threshold prune sparse vectors: not for --encoder dense")
         return build_encoder(name, {"batch_size": batch_size, "device": device}, model=found)
-    settings = dict(max_length=max_length, batch_size=batch_size, device=device, doc_top_k=doc_top_k,
-                    doc_threshold=doc_threshold)
+    settings: dict[str, Any] = dict(max_length=max_length, batch_size=batch_size, device=device,
+                                    doc_top_k=doc_top_k, doc_threshold=doc_threshold)
+    if name == "inference-free":
+        settings["idf"] = idf
     return build_encoder(name, settings, model=found)
 
 
@@ -65,6 +77,9 @@ DOC_THRESHOLD = typer.Option(0.0, help="Drop document weights at or below this (
                              "postings and faster queries for a little quality.")
 BATCH_SIZE = typer.Option(32, help="Encoding batch size (learned, dense).")
 DEVICE = typer.Option("auto", help="cpu, cuda or auto (learned, dense).")
+IDF = typer.Option("model", "--idf", help="Inference-free query weights (when building): model (the model's "
+                   "idf.json) or collection (IDF of the indexed documents' text tokens, kept exact as documents "
+                   "are added and deleted).")
 DENSE_MODEL = typer.Option(None, "--dense-model", help="Also index with this dense bi-encoder (e.g. "
                            "all-minilm-l6-v2, or a folder): a hybrid collection, searched with --mode "
                            "sparse|dense|hybrid.")

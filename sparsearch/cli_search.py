@@ -17,8 +17,8 @@ from typing import Any, Optional
 import typer
 
 from sparsearch.cli_common import (
-    B, BATCH_SIZE, DENSE_INDEX, DENSE_MODEL, DEVICE, DOC_THRESHOLD, DOC_TOP_K, K1, MAX_LENGTH, MODEL, _encoder, _fail,
-    _given, dense_format)
+    B, BATCH_SIZE, DENSE_INDEX, DENSE_MODEL, DEVICE, DOC_THRESHOLD, DOC_TOP_K, IDF, K1, MAX_LENGTH, MODEL, _encoder,
+    _fail, _given, dense_format)
 from sparsearch.errors import SparsearchError
 
 MODE = typer.Option(None, "--mode", help="sparse, dense or hybrid (fused). Default: the index's own (hybrid for "
@@ -125,6 +125,7 @@ def eval_command(
     doc_threshold: float = DOC_THRESHOLD,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
+    idf: str = IDF,
     speed: bool = typer.Option(True, help="Measure QPS and latency."),
     query_vectors: Optional[Path] = typer.Option(None, "--query-vectors", help="Search --index with precomputed "
                                                  "query vectors (JSON lines {\"id\", \"vector\"}) instead of "
@@ -156,8 +157,11 @@ def eval_command(
             return _eval_query_vectors(Path(dataset), index_dir, query_vectors, split, k, run, report)
         if index_dir is not None and dense_model is not None:
             raise SparsearchError("--dense-model builds a collection: not with --index")
+        idf = _given(idf) or "model"
+        if index_dir is not None and idf != "model":
+            raise SparsearchError("--idf applies when building: an existing --index weighs queries as it was built")
         enc = None if index_dir else _encoder(encoder, k1, b, model, max_length, doc_top_k, batch_size, device,
-                                               doc_threshold)
+                                               doc_threshold, idf)
         settings = EvalSettings(split=split, k=k, measure_speed=speed)
         # The warnings are printed below as "warning:" lines rather than logged, so they show once.
         if collection:

@@ -8,6 +8,7 @@ million documents cost three allocations instead of a million.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -40,19 +41,119 @@ class Document:
         return f"{self.title} {self.text}"
 
 
+@dataclass(frozen=True, eq=False)
+class TokenSets:
+    """Per row, a set of token ids, ascending and distinct (CSR: row ``i`` is ``ids[offsets[i]:offsets[i+1]]``).
+
+    What an index keeps of each document's *text* when an encoder weights
+    query tokens by the indexed texts' document frequencies (inference-free
+    models with collection IDF): the postings hold learned expansion terms,
+    not the text's tokens, so those frequencies cannot come from postings.
+    Sets rather than counts: document frequency is all that is asked of them.
+    """
+
+    offsets: np.ndarray  # uint32, or int64 past 2^32 entries [n_rows + 1]
+    ids: np.ndarray  # uint16 while token ids fit, else uint32 [offsets[-1]]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[np.ndarray | Sequence[int]], n_terms: int | None = None) -> "TokenSets":
+        """Sets from per-row ids in any order and with repeats (each row is sorted and deduplicated)."""
+        sets = [np.unique(np.asarray(r, np.int64)) for r in rows]
+        offsets = np.zeros(len(sets) + 1, np.int64)
+        np.cumsum([len(r) for r in sets], out=offsets[1:])
+        flat = np.concatenate(sets) if sets else np.zeros(0, np.int64)
+        return cls.packed(offsets, flat, n_terms)
+
+    @classmethod
+    def packed(cls, offsets: np.ndarray, ids: np.ndarray, n_terms: int | None = None) -> "TokenSets":
+        """Offsets and ids (already sorted and distinct per row) in the narrowest dtypes that hold them."""
+        offsets = np.asarray(offsets, np.int64)
+        ids = np.asarray(ids)
+        if len(ids) and int(ids.min()) < 0:
+            raise ValueError("token ids must be >= 0")
+        top = int(n_terms) if n_terms is not None else (int(ids.max()) + 1 if len(ids) else 0)
+        if len(ids) and int(ids.max()) >= top:
+            raise ValueError(f"token ids must lie in [0, {top})")
+        return cls(_narrow_offsets(offsets), ids.astype(np.uint16 if top <= 2**16 else np.uint32))
+
+    @classmethod
+    def empty(cls, n_rows: int = 0) -> "TokenSets":
+        return cls(np.zeros(n_rows + 1, np.uint32), np.zeros(0, np.uint16))
+
+    def row(self, i: int) -> np.ndarray:
+        return self.ids[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> "TokenSets":
+        """The given rows, in that order."""
+        rows = np.asarray(rows, np.int64)
+        starts = np.asarray(self.offsets, np.int64)[rows]
+        sizes = np.asarray(self.offsets, np.int64)[rows + 1] - starts
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return TokenSets(_narrow_offsets(offsets), self.ids[_gather(starts, sizes, offsets)])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["TokenSets"]) -> "TokenSets":
+        if not parts:
+            return cls.empty()
+        shift = np.cumsum([0] + [int(p.offsets[-1]) for p in parts[:-1]])
+        offsets = np.concatenate([[0]] + [np.asarray(p.offsets[1:], np.int64) + s for p, s in zip(parts, shift)])
+        return cls(_narrow_offsets(offsets), np.concatenate([p.ids for p in parts]))
+
+    @cached_property
+    def _counts(self) -> np.ndarray:
+        # Rows per token over every row; computed once and shared by every view of a segment.
+        return np.bincount(self.ids).astype(np.int64) if len(self.ids) else np.zeros(0, np.int64)
+
+    def doc_freq(self, deleted: np.ndarray | None = None) -> np.ndarray:
+        """Rows holding each token id (array as long as the largest id + 1), rows where ``deleted`` is 1 excluded.
+
+        The count over every row is cached; a deletion mask subtracts its
+        deleted rows' tokens, so a snapshot pays for its deletes, not its size.
+        """
+        counts = self._counts
+        if deleted is None:
+            return counts
+        gone = np.flatnonzero(np.asarray(deleted))
+        if not len(gone):
+            return counts
+        removed = self.take(gone).ids
+        return counts - np.bincount(removed, minlength=len(counts)).astype(np.int64)
+
+
+def _narrow_offsets(offsets: np.ndarray) -> np.ndarray:
+    offsets = np.asarray(offsets, np.int64)
+    return offsets.astype(np.uint32) if offsets[-1] < 2**32 else offsets
+
+
+def _gather(starts: np.ndarray, sizes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Flat positions of the slices ``[starts[i], starts[i] + sizes[i])``, in order (``offsets``: their cumsum)."""
+    total = int(offsets[-1])
+    if total == 0:
+        return np.zeros(0, np.int64)
+    return np.repeat(starts - offsets[:-1], sizes) + np.arange(total, dtype=np.int64)
+
+
 @dataclass
 class SparseBatch:
     """Rows of sparse vectors: row ``i`` is ``term_ids[offsets[i]:offsets[i+1]]`` with ``weights``.
 
     Term ids are unique within a row.  ``lengths`` is an optional per-row
     statistic (BM25's document length in tokens); encoders that have no notion
-    of length leave it ``None``.
+    of length leave it ``None``.  ``text_tokens``, optional too, are each
+    document's distinct text token ids, kept by the index beside (never in)
+    the postings when an encoder's query weights need the indexed texts'
+    document frequencies (:class:`TokenSets`).
     """
 
     offsets: np.ndarray
     term_ids: np.ndarray
     weights: np.ndarray
     lengths: np.ndarray | None = None
+    text_tokens: TokenSets | None = None
 
     def __post_init__(self) -> None:
         self.offsets = np.ascontiguousarray(self.offsets, dtype=OFFSET_DTYPE)
@@ -66,6 +167,8 @@ class SparseBatch:
             raise ValueError("offsets[-1], term_ids and weights disagree in length")
         if self.lengths is not None and len(self.lengths) != len(self):
             raise ValueError("lengths must have one entry per row")
+        if self.text_tokens is not None and len(self.text_tokens) != len(self):
+            raise ValueError("text_tokens must have one row per row")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -73,6 +176,10 @@ class SparseBatch:
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.offsets[i], self.offsets[i + 1]
         return self.term_ids[lo:hi], self.weights[lo:hi]
+
+    def with_text_tokens(self, text_tokens: TokenSets | None) -> "SparseBatch":
+        """The same rows carrying ``text_tokens`` (arrays shared, not copied)."""
+        return SparseBatch(self.offsets, self.term_ids, self.weights, self.lengths, text_tokens)
 
     def rows(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for i in range(len(self)):
@@ -102,11 +209,19 @@ class SparseBatch:
         lengths = None
         if all(b.lengths is not None for b in batches):
             lengths = np.concatenate([b.lengths for b in batches])  # type: ignore[misc]
+        text_tokens = None
+        with_tokens = sum(b.text_tokens is not None for b in batches)
+        if with_tokens == len(batches):
+            text_tokens = TokenSets.concatenate([b.text_tokens for b in batches])  # type: ignore[misc]
+        elif with_tokens:
+            # Dropping them would leave an index's text statistics silently short of these documents.
+            raise ValueError("cannot concatenate batches with and without text_tokens")
         return cls(
             offsets,
             np.concatenate([b.term_ids for b in batches]),
             np.concatenate([b.weights for b in batches]),
             lengths,
+            text_tokens,
         )
 
 
@@ -123,6 +238,12 @@ class CollectionStats:
     n_docs: int
     total_length: float
     doc_freq: np.ndarray
+    #: Live documents counted by :attr:`text_doc_freq` (every live document, when that is not ``None``).
+    text_n_docs: int = 0
+    #: Per token id, the live documents whose *text* holds it (the documents' :class:`TokenSets`):
+    #: collection IDF of inference-free queries.  ``None`` when some live document was indexed
+    #: without its text tokens (every document of an index built without the option).
+    text_doc_freq: np.ndarray | None = None
 
     @property
     def avg_length(self) -> float:

@@ -33,7 +33,8 @@ class Buffered:
 def row_of(batch: SparseBatch, i: int) -> SparseBatch:
     lo, hi = batch.offsets[i], batch.offsets[i + 1]
     return SparseBatch(np.array([0, hi - lo]), batch.term_ids[lo:hi], batch.weights[lo:hi],
-                       None if batch.lengths is None else batch.lengths[i : i + 1])
+                       None if batch.lengths is None else batch.lengths[i : i + 1],
+                       None if batch.text_tokens is None else batch.text_tokens.take([i]))
 
 
 def last_wins(ids: Sequence[str]) -> list[int]:

@@ -131,7 +131,30 @@ class InvertedIndex(SegmentDocuments):
             lengths = s.doc_lengths if s.deleted is None else np.asarray(s.doc_lengths)[s.deleted == 0]
             n_docs += int(np.count_nonzero(lengths))
             total += float(np.sum(lengths, dtype=np.float64))
-        return CollectionStats(n_docs=n_docs, total_length=total, doc_freq=df)
+        text_n, text_df = self._text_doc_freq()
+        return CollectionStats(n_docs=n_docs, total_length=total, doc_freq=df, text_n_docs=text_n,
+                               text_doc_freq=text_df)
+
+    def _text_doc_freq(self) -> tuple[int, np.ndarray | None]:
+        """Live documents, and per token the live documents whose text holds it (segments' ``text_tokens``).
+
+        ``None`` as soon as a segment with a live document has no token sets
+        (an index built without them: its first segment says so, before any
+        allocation).  Each segment's count over all its rows is cached with
+        its token sets, so a snapshot costs a sum over the vocabulary per
+        segment plus its deleted rows' tokens, whatever the segments' sizes.
+        """
+        for s in self.segments:
+            if s.text_tokens is None and s.n_docs and (s.deleted is None or not s.deleted.all()):
+                return 0, None
+        df = np.zeros(self.n_terms, np.int64)
+        n_live = 0
+        for s in self.segments:
+            if s.text_tokens is not None:
+                counts = s.text_tokens.doc_freq(s.deleted)
+                df[: len(counts)] += counts
+                n_live += s.n_docs - (0 if s.deleted is None else int(np.count_nonzero(s.deleted)))
+        return n_live, df
 
     # ------------------------------------------------------------ search
 

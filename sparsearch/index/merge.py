@@ -29,7 +29,7 @@ import numpy as np
 from sparsearch.index import kernels
 from sparsearch.index.config import IndexConfig
 from sparsearch.index.segment import Segment, build_segment
-from sparsearch.types import SparseBatch, compact_offsets
+from sparsearch.types import SparseBatch, TokenSets, compact_offsets
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,14 @@ def merge_segments(segments: Sequence[Segment], n_terms: int, config: IndexConfi
     batches: list[SparseBatch] = []
     ids: list[str] = []
     stored: list[dict[str, Any]] = []
+    # Text token sets go along when every segment with a live document has them (else none: the merged
+    # segment then lacks them as one of its inputs already did, see InvertedIndex._text_doc_freq).
+    keep_text = all(seg.text_tokens is not None or not seg.live_mask().any() for seg in segments)
     for seg in segments:
         rows, locals_ = document_rows(seg)
+        if keep_text:
+            text = seg.text_tokens.take(locals_) if seg.text_tokens is not None else TokenSets.empty(len(locals_))
+            rows = rows.with_text_tokens(text)
         batches.append(rows)
         all_ids = seg.doc_ids.tolist()
         ids.extend(all_ids[i] for i in locals_.tolist())
@@ -93,6 +99,6 @@ def merge_segments(segments: Sequence[Segment], n_terms: int, config: IndexConfi
     if merged.lengths is not None and np.array_equal(merged.lengths, np.diff(merged.offsets)):
         # Lengths that are the rows' non-zero counts are what a learned-sparse build records without lengths:
         # rebuilt without them, the doc lengths are the same and the segment gets its accel structures again.
-        merged = SparseBatch(merged.offsets, merged.term_ids, merged.weights)
+        merged = SparseBatch(merged.offsets, merged.term_ids, merged.weights, text_tokens=merged.text_tokens)
     # No id-length limit here: ids an older index already holds (format 1 had none) stay mergeable.
     return build_segment(merged, ids, stored, n_terms, config, max_id_bytes=None)

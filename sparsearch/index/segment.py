@@ -41,6 +41,7 @@ from sparsearch.index.accel import structure_problem as accel_structure_problem
 from sparsearch.index.checksum import crc32_of_buffer, crc32_of_file, read_error
 from sparsearch.index.manifest import SegmentInfo
 from sparsearch.index.storage import fsync_files, fsync_path, make_dir, save_array
+from sparsearch.types import TokenSets
 
 # The public facade: the segment's types and its builder, re-exported from where they now live.
 from sparsearch.index.segment_build import _narrow_lengths, _threads, build_segment  # noqa: F401
@@ -50,6 +51,7 @@ from sparsearch.index.segment_types import (  # noqa: F401
     MAX_ID_BYTES,
     POSTINGS_ARRAYS,
     TEXT_FIELDS,
+    TEXT_TOKEN_STEMS,
     DocIds,
     FixedWidthIds,
     IdTable,
@@ -319,8 +321,16 @@ def open_segment(directory: Path, info: SegmentInfo, mmap: bool = True,
         mask = _load(directory / info.deletes, deletes_size, mmap=False, crc=info.crc32.get(info.deletes)).array
         deleted = mask
     accel = {stem[len("accel."):]: a for stem, a in arrays.items() if stem.startswith("accel.")}
+    text_tokens = None
+    present = [stem for stem in TEXT_TOKEN_STEMS if stem in arrays]
+    if present:
+        if len(present) != len(TEXT_TOKEN_STEMS):
+            missing = next(stem for stem in TEXT_TOKEN_STEMS if stem not in arrays)
+            raise IndexFormatError(f"{path}: manifest lists {present[0]}.npy but no {missing}.npy (index is corrupt)")
+        text_tokens = TokenSets(*(arrays[stem] for stem in TEXT_TOKEN_STEMS))
     segment = Segment(**{n: arrays[n] for n in POSTINGS_ARRAYS}, doc_ids=ids, term_scales=arrays.get("term_scales"),
-                      fields=fields, deleted=deleted, source=SegmentSource(path, pending), accel=accel)
+                      fields=fields, deleted=deleted, source=SegmentSource(path, pending), accel=accel,
+                      text_tokens=text_tokens)
     problem = verify.first_problem(segment, info) or accel_structure_problem(accel, segment.n_docs, segment.n_terms,
                                                                              segment.n_postings)
     if problem:

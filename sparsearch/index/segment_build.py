@@ -45,6 +45,9 @@ def build_segment(
     ids = DocIds.encode(doc_ids, max_bytes=max_id_bytes)
     if len(vectors.term_ids) and (vectors.term_ids.min() < 0 or vectors.term_ids.max() >= n_terms):
         raise ValueError(f"term ids must lie in [0, {n_terms})")
+    text_tokens = vectors.text_tokens
+    if text_tokens is not None and len(text_tokens.ids) and int(text_tokens.ids.max()) >= n_terms:
+        raise ValueError(f"text token ids must lie in [0, {n_terms})")
     weights = vectors.weights
     if len(weights) and not (np.isfinite(weights).all() and (weights >= 0).all()):
         raise ValueError("document weights must be finite and non-negative")
@@ -85,6 +88,7 @@ def build_segment(
         doc_ids=ids,
         term_scales=term_scales,
         fields=fields,
+        text_tokens=text_tokens,
     )
     # Forward index, pruned impact-ordered lists, block maxima (index/accel.py): learned sparse only
     # (encoders without lengths score by dot product); a BM25 or small segment gets none.

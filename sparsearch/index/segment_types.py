@@ -26,6 +26,7 @@ import numpy as np
 from sparsearch.errors import IndexFormatError, InputError
 from sparsearch.index import kernels, small
 from sparsearch.index.checksum import crc32_of_file, format_crc
+from sparsearch.types import TokenSets
 
 #: Arrays every segment has, by file stem (plus its ids: :data:`ID_STEMS`, or ``doc_ids`` in format 1).
 POSTINGS_ARRAYS = ("postings_offsets", "postings_docs", "postings_weights", "doc_lengths", "doc_norms")
@@ -34,6 +35,9 @@ ID_STEMS = ("doc_ids.offsets", "doc_ids.data")
 #: Format-1 ids: one fixed-width ``S<n>`` array (NumPy drops trailing NULs; kept only to open old indexes).
 LEGACY_ID_STEM = "doc_ids"
 TEXT_FIELDS = ("title", "text")
+#: Each document's distinct text token ids (:class:`~sparsearch.types.TokenSets`), only in segments of an
+#: index whose encoder asks for collection text statistics (inference-free with ``idf="collection"``).
+TEXT_TOKEN_STEMS = ("text_tokens.offsets", "text_tokens.ids")
 
 #: Longest external id, in UTF-8 bytes.  2,048 is the HTTP API's limit of 512 characters
 #: (``service/schemas.py``) at UTF-8's worst case of 4 bytes each, so every id the service
@@ -249,6 +253,9 @@ class Segment:
     source: SegmentSource | None = field(default=None, repr=False)  # on-disk origin, for lazy checksums
     # Optional acceleration structures (index/accel.py), saved as accel.<name>.npy; shared by every view.
     accel: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # Optional distinct text token ids per document (TEXT_TOKEN_STEMS): never searched, only counted for
+    # collection statistics (CollectionStats.text_doc_freq); shared by every view, with its cached counts.
+    text_tokens: TokenSets | None = field(default=None, repr=False)
 
     @property
     def n_docs(self) -> int:
@@ -289,7 +296,7 @@ class Segment:
         """The same immutable arrays under another deletion mask (a new snapshot's view)."""
         return Segment(self.postings_offsets, self.postings_docs, self.postings_weights, self.doc_lengths,
                        self.doc_norms, self.doc_ids, self.term_scales, self.fields, deleted, source=self.source,
-                       accel=self.accel)
+                       accel=self.accel, text_tokens=self.text_tokens)
 
     def external_id(self, local: int) -> str:
         return self.doc_ids.get(local)
@@ -313,4 +320,6 @@ class Segment:
             out[f"field.{name}.{kind}.offsets"] = f.offsets
             out[f"field.{name}.{kind}.data"] = f.data
         out.update({f"accel.{name}": a for name, a in self.accel.items()})
+        if self.text_tokens is not None:
+            out.update(zip(TEXT_TOKEN_STEMS, (self.text_tokens.offsets, self.text_tokens.ids)))
         return out

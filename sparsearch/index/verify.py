@@ -194,9 +194,36 @@ def structure_problems(seg: "Segment", info: "SegmentInfo | None" = None, deep: 
     for name, f in seg.fields.items():
         if found(_offsets_problem(f"stored field {name!r}", f.offsets, n_docs, f.data)):
             return out
+    if seg.text_tokens is not None and found(_text_tokens_problem(seg.text_tokens, n_docs, n_terms)):
+        return out
     if deep and not out:
         out += _decoding_problems(seg)
     return out
+
+
+def _text_tokens_problem(sets: Any, n_docs: int, n_terms: int) -> str | None:
+    """Text token sets (``text_tokens.*.npy``): one row per document, ids below ``n_terms``, ascending and
+    distinct within a row (a repeated id would count a document twice in a document frequency)."""
+    offsets, ids = sets.offsets, sets.ids
+    problem = _dtype_problem("text_tokens offsets", offsets, _OFFSET_DTYPES) or _dtype_problem(
+        "text_tokens ids", ids, (np.dtype(np.uint16), np.dtype(np.uint32)))
+    if problem:
+        return problem
+    if len(offsets) != n_docs + 1:
+        return f"text_tokens offsets have {len(offsets)} entries for {n_docs} documents"
+    bad = int(small.first_bad_offset(offsets, len(ids)))
+    if bad >= 0:
+        return f"text_tokens offsets are not monotone from 0 to {len(ids)} (entry {bad})"
+    if len(ids) and int(ids.max()) >= n_terms:
+        return f"text_tokens hold a token id >= {n_terms} terms"
+    if len(ids) > 1:
+        rising = np.diff(ids.astype(np.int64)) > 0
+        starts = np.asarray(offsets[1:-1], np.int64)
+        starts = starts[(starts > 0) & (starts < len(ids))]
+        rising[starts - 1] = True  # a row may start below where the previous one ended
+        if not rising.all():
+            return f"text_tokens are not ascending and distinct within a document (entry {int(np.argmin(rising)) + 1})"
+    return None
 
 
 def _utf8_problem(what: str, offsets: np.ndarray, data: np.ndarray) -> str | None:

@@ -7,6 +7,17 @@ tokenized, and each distinct token ``j`` weighs ``idf_j`` from the model's
 The index keeps a copy of ``idf.json`` and ``tokenizer.json``, so searching
 an inference-free index needs neither torch nor the model folder: query
 latency is tokenization plus the inverted index, like BM25's.
+
+``idf="collection"`` weighs query tokens by the IDF of the *indexed* texts
+instead of the model's table (which comes from its training corpora): each
+document's distinct text tokens travel with its vector
+(:class:`~sparsearch.types.TokenSets`), the index keeps them per segment and
+counts them over live documents per snapshot
+(:attr:`~sparsearch.types.CollectionStats.text_doc_freq`), so the weights
+stay exact under adds, deletes, merges and recovery, as BM25's statistics do.
+Text tokens, not postings: the postings hold the model's expansion terms,
+whose document frequencies measured worse (Cranfield NDCG@10: 0.3332 with
+text-token IDF, 0.3124 with postings IDF, 0.3127 with the model's table).
 """
 
 from __future__ import annotations
@@ -18,8 +29,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from sparsearch.errors import IndexFormatError, InputError
 from sparsearch.scoring import Scoring
-from sparsearch.retriever.idf import idf_vector, parse_idf, special_token_ids
+from sparsearch.retriever.idf import bm25_form_idf, idf_vector, parse_idf, special_token_ids
 from sparsearch.retriever.splade import (
     check_document_settings,
     current_model_source,
@@ -27,7 +39,10 @@ from sparsearch.retriever.splade import (
     resolve_config_model,
 )
 from sparsearch.retriever.wordpiece_fast import FastWordPiece
-from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets
+from sparsearch.types import CollectionStats, Document, SparseBatch, TokenSets, compact_offsets
+
+#: Where query token weights come from: the model's ``idf.json``, or the indexed documents' texts.
+IDF_SOURCES = ("model", "collection")
 
 
 @dataclass(frozen=True)
@@ -42,9 +57,14 @@ class InferenceFreeConfig:
     doc_threshold: float = 0.0
     exact_screening: bool = True
     model: str | None = None  # the name model_dir was resolved from (see SpladeConfig)
+    #: Query weights: "model" (the model's idf.json) or "collection" (BM25-form IDF of the live documents'
+    #: text tokens, kept exact by the index; the index then stores each document's text token set).
+    idf: str = "model"
 
     def __post_init__(self) -> None:
         check_document_settings(self.max_length, self.batch_size, self.doc_top_k, self.doc_threshold)
+        if self.idf not in IDF_SOURCES:
+            raise InputError(f"must be one of {', '.join(map(repr, IDF_SOURCES))}, got {self.idf!r}", field="idf")
         resolve_config_model(self)
 
 
@@ -64,29 +84,67 @@ class IdfQueryEncoder:
     def __init__(self, tokenizer, idf: dict[str, float]) -> None:  # type: ignore[no-untyped-def]
         self.tokenizer = tokenizer
         self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()  # (document text tokens go through encode_batch)
         self.idf_table = idf
         self.weights = idf_vector(idf, tokenizer.get_vocab())
         # Special tokens never weigh anything, even if a table lists them.
-        self.weights[sorted(special_token_ids(tokenizer))] = 0.0
+        self.special = np.asarray(sorted(special_token_ids(tokenizer)), np.int64)
+        self.weights[self.special] = 0.0
         self.queryable = queryable_terms(self.weights)  # the terms a document vector keeps
-        self._weight_list = self.weights.tolist()  # per-token lookups in Python beat numpy calls on ~10 ids
+        # Under collection IDF every other token weighs > 0 (ln(1 + (N - df + 0.5)/(df + 0.5)) with df <= N).
+        self.not_special = np.ones(len(self.weights), bool)
+        self.not_special[self.special] = False
+        # Per-token lookups in Python beat numpy calls on ~10 ids.
+        self._keep = {"model": self.queryable.tolist(), "collection": self.not_special.tolist()}
         self._fast = FastWordPiece.from_tokenizer(tokenizer)
 
-    def encode(self, queries: Sequence[str]) -> SparseBatch:
+    def encode(self, queries: Sequence[str], weights: np.ndarray | None = None) -> SparseBatch:
         """Query latency matters here (it is all an inference-free query costs besides the index):
         ASCII queries take the cached pure-Python WordPiece (exactly the same ids), others
-        ``tokenizers``; distinct ids are collected without numpy set operations."""
-        w = self._weight_list
+        ``tokenizers``; distinct ids are collected without numpy set operations.
+
+        ``weights``: per-token weights to use instead of the table's (collection IDF, see
+        :meth:`collection_weights`); every token but the special ones is then kept.
+        """
+        keep = self._keep["model" if weights is None else "collection"]
         rows = []
         for query in queries:
             ids = self._fast.ids(query) if self._fast is not None else None
             if ids is None:
                 ids = self.tokenizer.encode(query, add_special_tokens=False).ids
-            rows.append(sorted({t for t in ids if w[t] > 0.0}))
+            rows.append(sorted({t for t in ids if keep[t]}))
         offsets = np.zeros(len(rows) + 1, np.int64)
         np.cumsum([len(r) for r in rows], out=offsets[1:])
         term_ids = np.fromiter((t for r in rows for t in r), np.int64, count=int(offsets[-1]))
-        return SparseBatch(offsets, term_ids, self.weights[term_ids])
+        return SparseBatch(offsets, term_ids, (self.weights if weights is None else weights)[term_ids])
+
+    def token_sets(self, texts: Sequence[str]) -> TokenSets:
+        """Each text's distinct non-special token ids, untruncated: what :func:`~sparsearch.retriever.idf.
+        document_frequencies` counts, so collection IDF equals ``idf_table`` over the same texts.
+
+        One ``np.unique`` over ``row * vocab + id`` keys sorts and deduplicates every row at once.
+        """
+        if not texts:
+            return TokenSets.empty()
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        sizes = np.fromiter((len(e.ids) for e in encodings), np.int64, count=len(encodings))
+        flat = np.fromiter((t for e in encodings for t in e.ids), np.int64, count=int(sizes.sum()))
+        rows = np.repeat(np.arange(len(encodings), dtype=np.int64), sizes)
+        keep = self.not_special[flat]
+        vocab = len(self.weights)
+        keys = np.unique(rows[keep] * vocab + flat[keep])
+        offsets = np.zeros(len(encodings) + 1, np.int64)
+        np.cumsum(np.bincount(keys // vocab, minlength=len(encodings)), out=offsets[1:])
+        return TokenSets.packed(offsets, keys % vocab, vocab)
+
+    def collection_weights(self, n_docs: int, doc_freq: np.ndarray) -> np.ndarray:
+        """Per-token BM25-form IDF over ``n_docs`` documents with text document frequencies ``doc_freq``
+        (float32, as long as the vocabulary; special tokens 0)."""
+        df = np.zeros(len(self.weights), np.int64)
+        df[: min(len(doc_freq), len(df))] = doc_freq[: len(df)]
+        weights = bm25_form_idf(df, n_docs).astype(np.float32)
+        weights[self.special] = 0.0
+        return weights
 
 
 class InferenceFreeEncoder:
@@ -111,6 +169,7 @@ class InferenceFreeEncoder:
         self.queries = IdfQueryEncoder(tokenizer, idf)
         self._doc_model = None
         self._model_source = current_model_source()  # set by splade.models_from (a shared copy), else None
+        self._collection_idf: tuple[CollectionStats, np.ndarray] | None = None  # weights of the last snapshot
 
     @property
     def doc_model(self):  # type: ignore[no-untyped-def]
@@ -126,18 +185,55 @@ class InferenceFreeEncoder:
     def n_terms(self) -> int:
         return int(self.queries.tokenizer.get_vocab_size())
 
+    @property
+    def collection_idf(self) -> bool:
+        return self.settings.idf == "collection"
+
+    @property
+    def queryable(self) -> np.ndarray:
+        """The terms a query can hold: weight > 0 in the model's table, or (collection IDF) every non-special one."""
+        return self.queries.not_special if self.collection_idf else self.queries.queryable
+
     def encode_documents(self, documents: Sequence[Document]) -> SparseBatch:
-        """Document vectors without the tokens no query can hold (IDF 0: special tokens): same scores, fewer postings."""
+        """Document vectors without the tokens no query can hold (IDF 0: special tokens): same scores, fewer postings.
+
+        With collection IDF each row also carries its text's distinct token ids (``text_tokens``), which
+        the index keeps beside the postings to count document frequencies.
+        """
         s = self.settings
-        batch = self.doc_model.encode([d.contents for d in documents], s.max_length, s.batch_size, s.doc_top_k,
-                                      s.doc_threshold)
-        keep = self.queries.queryable[batch.term_ids]
-        if keep.all():
-            return batch
-        return SparseBatch(compact_offsets(batch.offsets, keep), batch.term_ids[keep], batch.weights[keep])
+        texts = [d.contents for d in documents]
+        batch = self.doc_model.encode(texts, s.max_length, s.batch_size, s.doc_top_k, s.doc_threshold)
+        keep = self.queryable[batch.term_ids]
+        if not keep.all():
+            batch = SparseBatch(compact_offsets(batch.offsets, keep), batch.term_ids[keep], batch.weights[keep])
+        if self.collection_idf:
+            batch = batch.with_text_tokens(self.queries.token_sets(texts))
+        return batch
+
+    def query_weights(self, stats: CollectionStats | None = None) -> np.ndarray:
+        """Every token's query weight (float32 by id): the model's table, or the collection IDF under ``stats``.
+
+        Collection weights are computed once per statistics object (one per
+        index snapshot), never per query.
+        """
+        if not self.collection_idf:
+            return self.queries.weights
+        if stats is None:
+            raise ValueError("collection IDF needs the index's statistics (encode queries through the index)")
+        cached = self._collection_idf
+        if cached is not None and cached[0] is stats:
+            return cached[1]
+        if stats.text_doc_freq is None:
+            raise IndexFormatError("this index holds documents indexed without their text tokens, so collection "
+                                   "IDF cannot be computed over them; rebuild the index with idf='collection'")
+        weights = self.queries.collection_weights(stats.text_n_docs, stats.text_doc_freq)
+        self._collection_idf = (stats, weights)
+        return weights
 
     def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
-        return self.queries.encode(queries)
+        if not self.collection_idf:
+            return self.queries.encode(queries)
+        return self.queries.encode(queries, self.query_weights(stats))
 
     def token_strings(self) -> list[str]:
         """The WordPiece token of every id (the tokenizer copied into the index names the vocabulary)."""

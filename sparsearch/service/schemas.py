@@ -103,7 +103,11 @@ class LearnedParams(BaseModel):
 
 
 class InferenceFreeParams(LearnedParams):
-    """Queries need no model (tokenizer and IDF weights): only document settings."""
+    """Queries need no model (tokenizer and IDF weights): document settings, and where the IDF weights come from."""
+
+    idf: Literal["model", "collection"] = Field("model", description="Query token weights: \"model\" (the "
+                                                "model's idf.json) or \"collection\" (IDF of this collection's "
+                                                "document texts, kept exact as documents are added and deleted).")
 
 
 class SpladeParams(LearnedParams):

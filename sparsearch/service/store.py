@@ -479,7 +479,7 @@ class CollectionStore:
             if existing is not None:
                 if existing.spec is None:
                     raise CollectionUnavailable(name, existing.error or "its collection.json could not be read")
-                if {k: v for k, v in existing.spec.items() if k not in VERSIONS} == spec:
+                if _with_defaults({k: v for k, v in existing.spec.items() if k not in VERSIONS}) == spec:
                     return False
                 raise CollectionExists(f"collection {name!r} exists with another encoder, model or parameters")
             final = self.root / name
@@ -575,6 +575,17 @@ def _same_version(info: ModelInfo, recorded: str) -> ModelInfo:
                            f"were encoded with {recorded}: restore that model, or create a new collection and "
                            f"upsert the documents again")
     return info
+
+
+def _with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec with the defaults of parameters added since it was written (``idf``), so that the same
+    request still finds it the same collection."""
+    from sparsearch.service.schemas import PARAMS
+
+    schema = PARAMS.get(spec.get("encoder", ""))
+    if schema is None or not isinstance(spec.get("params"), dict):
+        return spec
+    return {**spec, "params": {**schema().model_dump(), **spec["params"]}}
 
 
 def _dense_encoder(info: ModelInfo, params: dict[str, Any]) -> Any:
