@@ -1,7 +1,7 @@
 """Dense, learned-sparse, BM25, their hybrids and pseudo-relevance feedback on every shared set.
 
     python benchmarks/dense_hybrid.py [--data $SPARSEARCH_DATA] [--cache /tmp/dense_hybrid]
-                                      [--dense all-minilm-l6-v2] [--learned inference-free-minilm]
+                                      [--dense all-minilm-l6-v2] [--learned inference-free-biomed]
                                       [--vectors DIR] [--out docs/results/dense_hybrid.json]
 
 ``--vectors DIR``: the documents' (and dense queries') vectors encoded
@@ -216,7 +216,7 @@ def main() -> None:
                                                           or HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/dense_hybrid"))
     parser.add_argument("--dense", default="all-minilm-l6-v2")
-    parser.add_argument("--learned", default="inference-free-minilm")
+    parser.add_argument("--learned", default="inference-free-biomed")
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--vectors", type=Path, default=None, help="dense.npz and learned.npz from encode_for_eval")
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "dense_hybrid.json")

@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SPARSEARCH_DATA")
                                                           or HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--vectors", type=Path, required=True)
-    parser.add_argument("--learned", default="inference-free-minilm")
+    parser.add_argument("--learned", default="inference-free-biomed")
     parser.add_argument("--out", type=Path, default=RESULTS / "dense_hybrid_costs.json")
     parser.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "img" / "dense_hybrid.png")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Encode every shared set's documents and queries once (on a GPU where present), for the hybrid benchmark.
 
     python benchmarks/encode_for_eval.py --data DATA --kind dense   --model all-minilm-l6-v2 --out OUT/dense.npz
-    python benchmarks/encode_for_eval.py --data DATA --kind learned --model inference-free-minilm \\
+    python benchmarks/encode_for_eval.py --data DATA --kind learned --model inference-free-biomed \\
                                          --doc-threshold 0.1 --out OUT/learned.npz
 
 Uses sparsearch's own encoders (the same code a CPU index build runs), so

@@ -1,6 +1,6 @@
 """Learned-sparse collections through HTTP: quality, search latency vs BM25, upsert throughput, memory.
 
-    python benchmarks/http_learned.py [--data $SPARSEARCH_DATA] [--model inference-free-minilm]
+    python benchmarks/http_learned.py [--data $SPARSEARCH_DATA] [--model inference-free-biomed]
                                       [--doc-threshold 0.1] [--duration 30] [--rounds 2] [--concurrency 8]
                                       [--check-eval] [--out docs/results/http_learned.json]
 
@@ -178,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SPARSEARCH_DATA")
                                                            or HERE.parent.parent / "shared" / "data"))
-    parser.add_argument("--model", default="inference-free-minilm")
+    parser.add_argument("--model", default="inference-free-biomed")
     parser.add_argument("--models-dir", type=Path, default=None, help="serve --models-dir (default: shipped)")
     parser.add_argument("--doc-threshold", type=float, default=0.1)
     parser.add_argument("--batch", type=int, default=500, help="documents per learned upsert request")

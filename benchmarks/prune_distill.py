@@ -1,6 +1,6 @@
 """Pruning runs that fine-tune (structured + distillation, gradual magnitude), on a GPU; results shipped small.
 
-    python benchmarks/prune_distill.py --model models/inference-free-minilm --data DATA --out OUT \
+    python benchmarks/prune_distill.py --model models/inference-free-biomed --data DATA --out OUT \
         --device cuda --bf16 --steps 1200
 
 Distils on the unlabelled documents of SciFact's and NFCorpus' corpora (the

@@ -1,10 +1,10 @@
 """Encoder pruning report: NDCG@10 against document-encoding throughput for every method, on these cores.
 
-    python benchmarks/prune_report.py make    --model models/inference-free-minilm --work benchmarks/cache/prune/if
+    python benchmarks/prune_report.py make    --model models/inference-free-biomed --work benchmarks/cache/prune/if
     python benchmarks/prune_report.py speed   --work benchmarks/cache/prune/if --out docs/results/pruning_if.json
     python benchmarks/prune_report.py quality --work benchmarks/cache/prune/if --out docs/results/pruning_if.json \
         --encoder inference-free --datasets scifact,nfcorpus --variants int8,vocab50
-    python benchmarks/prune_report.py kernels --model models/inference-free-minilm --out docs/results/pruning_kernels.json
+    python benchmarks/prune_report.py kernels --model models/inference-free-biomed --out docs/results/pruning_kernels.json
     python benchmarks/prune_report.py plot    --out docs/results/pruning_if.json --img docs/img/pruning_if.png
 
 ``make`` writes one pruned folder per setting (``VARIANTS``; folders the GPU
@@ -335,7 +335,7 @@ def save(path: Path, data: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=["make", "speed", "quality", "kernels", "plot", "table"])
-    ap.add_argument("--model", type=Path, default=Path("models/inference-free-minilm"))
+    ap.add_argument("--model", type=Path, default=Path("models/inference-free-biomed"))
     ap.add_argument("--work", type=Path, default=Path("benchmarks/cache/prune/if"))
     ap.add_argument("--shipped", type=Path, help="folder of benchmarks/prune_distill.py outputs (GPU)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SPARSEARCH_DATA", "../shared/data")))
@@ -343,7 +343,7 @@ def main() -> None:
     ap.add_argument("--speed-json", type=Path, help="plot: speed results kept in another file")
     ap.add_argument("--kernels-json", type=Path, help="plot: kernel crossover results (second panel)")
     ap.add_argument("--img", type=Path, default=Path("docs/img/pruning_if.png"))
-    ap.add_argument("--title", default="inference-free-minilm: pruning")
+    ap.add_argument("--title", default="inference-free-biomed: pruning")
     ap.add_argument("--encoder", default="inference-free")
     ap.add_argument("--datasets", default="scifact,nfcorpus")
     ap.add_argument("--variants", default="", help="comma-separated subset (default: all)")

@@ -17,7 +17,7 @@ recall-QPS plot (``--plot``).
         benchmarks/cache/if-nfcorpus --data ../shared/data/beir --threads 2 --seismic ...
 
 (``--sources``: learned indexes built by ``sparsearch index DATASET --encoder inference-free --model
-inference-free-minilm``; their test queries are encoded by the same model's query side.)
+inference-free-biomed``; their test queries are encoded by the same model's query side.)
 """
 
 from __future__ import annotations

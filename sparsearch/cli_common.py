@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from sparsearch.errors import SparsearchError
+from sparsearch.retriever.resolve import DEFAULT_INFERENCE_FREE_MODEL, resolve_model
 
 EXIT_USER_ERROR = 2
 
@@ -49,11 +50,12 @@ def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] =
         return _bm25_encoder(k1, b)
     if name not in ENCODERS:
         raise SparsearchError(f"unknown encoder {name!r} (available: {', '.join(ENCODERS)})")
+    if model is None and name == "inference-free":  # the general shipped model (SPLADE and dense have no default)
+        model = Path(DEFAULT_INFERENCE_FREE_MODEL)
     if model is None:
         raise SparsearchError(f"--encoder {name} needs --model: a model folder, a shipped model name "
-                              "(inference-free-minilm) or a Hugging Face id (org/name)")
+                              "(sparsearch models list) or a Hugging Face id (org/name)")
     from sparsearch.retriever.registry import build_encoder
-    from sparsearch.retriever.resolve import resolve_model
 
     found = resolve_model(str(model))  # one-line ModelNotFoundError saying what was tried
     if name == "dense":  # a bi-encoder: no sparsification settings (its own max length unless given)
@@ -70,7 +72,8 @@ def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] =
 # Encoder options shared by ``index`` and ``eval`` (a typer option object may serve several commands).
 K1 = typer.Option(0.9, help="BM25 k1 (when building).")
 B = typer.Option(0.4, help="BM25 b (when building).")
-MODEL = typer.Option(None, help="Model folder, shipped name or Hugging Face id (splade, inference-free, dense).")
+MODEL = typer.Option(None, help="Model folder, shipped name or Hugging Face id (splade, inference-free, dense; "
+                     f"inference-free defaults to {DEFAULT_INFERENCE_FREE_MODEL}, the general shipped model).")
 MAX_LENGTH = typer.Option(256, help="Token limit of learned encoders.")
 DOC_TOP_K = typer.Option(None, help="Keep the k largest weights per document (learned).")
 DOC_THRESHOLD = typer.Option(0.0, help="Drop document weights at or below this (learned): static pruning, fewer "

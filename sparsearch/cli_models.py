@@ -13,7 +13,8 @@ from sparsearch.errors import SparsearchError
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Models by name: the shipped ones, where a name resolves, sentence-transformers export.")
 
-MODEL_HELP = "A model folder, a shipped model name (inference-free-minilm) or a Hugging Face id (org/name)."
+MODEL_HELP = ("A model folder, a shipped model name (inference-free-general, inference-free-biomed) or a Hugging "
+              "Face id (org/name).")
 
 
 def _fail(error: Exception) -> None:
@@ -23,15 +24,24 @@ def _fail(error: Exception) -> None:
 
 @models_app.command("list")
 def list_command(as_json: bool = typer.Option(False, "--json", help="One JSON object per model.")) -> None:
-    """The models shipped with sparsearch, and the folder each resolves to here (or "not installed")."""
-    from sparsearch.retriever.resolve import SHIPPED_MODELS, find_shipped_model, shipped_model_dirs
+    """The models shipped with sparsearch, and the folder each resolves to here (or "not installed").
+
+    The default inference-free model is marked; a model's deprecated former
+    names (still accepted) are listed with it.
+    """
+    from sparsearch.retriever.resolve import (DEFAULT_INFERENCE_FREE_MODEL, DEPRECATED_MODEL_NAMES, SHIPPED_MODELS,
+                                              find_shipped_model, shipped_model_dirs)
 
     for name, about in SHIPPED_MODELS.items():
         folder = find_shipped_model(name)
+        default = name == DEFAULT_INFERENCE_FREE_MODEL
+        former = [old for old, new in DEPRECATED_MODEL_NAMES.items() if new == name]
         if as_json:
-            typer.echo(json.dumps({"name": name, "about": about, "path": str(folder) if folder else None}))
+            typer.echo(json.dumps({"name": name, "about": about, "path": str(folder) if folder else None,
+                                   "default": default, "deprecated_names": former}))
         else:
-            typer.echo(f"{name}  {folder or 'not installed'}\n    {about}")
+            marks = (" (default)" if default else "") + (f" (formerly {', '.join(former)})" if former else "")
+            typer.echo(f"{name}{marks}  {folder or 'not installed'}\n    {about}")
     if not as_json:
         typer.echo("searched: " + ", ".join(str(d) for d in shipped_model_dirs()))
 

@@ -1,6 +1,6 @@
 """``sparsearch quickstart``: BM25 and the shipped learned sparse model, side by side, in a few seconds.
 
-The learned model is ``inference-free-minilm``, an inference-free model:
+The learned model is :data:`LEARNED_MODEL`, an inference-free model:
 documents are encoded by a transformer, queries only by its tokenizer and IDF
 table.  Searching therefore needs no torch; encoding documents does, and
 importing torch and transformers alone costs more than the 5 s a first
@@ -12,6 +12,13 @@ and compares): the quickstart builds the learned index from them and encodes
 queries with the model's own tokenizer and IDF — exactly what searching an
 index the model built does.  ``--learned`` runs the model on the documents
 instead (needs torch; also for any other corpus, e.g. SciFact).
+
+:data:`LEARNED_MODEL` is the in-domain ``inference-free-biomed`` for now, the
+model whose vectors of the sample ship.  To show the default general model
+(:data:`~sparsearch.retriever.resolve.DEFAULT_INFERENCE_FREE_MODEL`) instead,
+set :data:`LEARNED_MODEL` to it and run ``python -m sparsearch.quickstart``,
+which writes ``sample_corpus.<model>.jsonl`` (:data:`SAMPLE_VECTORS` follows
+the name).
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ from sparsearch.sample import SAMPLE_CORPUS
 from sparsearch.types import Document, SparseBatch
 
 #: The shipped learned sparse model the quickstart shows next to BM25.
-LEARNED_MODEL = "inference-free-minilm"
+#: TODO(issue 17): DEFAULT_INFERENCE_FREE_MODEL once the sample's vectors by the general model ship.
+LEARNED_MODEL = "inference-free-biomed"
 #: Document vectors of :data:`~sparsearch.sample.SAMPLE_CORPUS` by :data:`LEARNED_MODEL` (JSON lines
 #: ``{"id", "vector": {token: weight}}``, Pyserini's JsonVectorCollection layout; float32 weights).
-SAMPLE_VECTORS = SAMPLE_CORPUS.with_name("sample_corpus.inference-free-minilm.jsonl")
+SAMPLE_VECTORS = SAMPLE_CORPUS.with_name(f"sample_corpus.{LEARNED_MODEL}.jsonl")
 
 
 def read_vectors(path: Path) -> dict[str, dict[str, float]]:

@@ -38,6 +38,7 @@ from sparsearch.retriever.splade import (
     load_model,
     resolve_config_model,
 )
+from sparsearch.retriever.resolve import DEFAULT_INFERENCE_FREE_MODEL
 from sparsearch.retriever.wordpiece_fast import FastWordPiece
 from sparsearch.types import CollectionStats, Document, SparseBatch, TokenSets, compact_offsets
 
@@ -49,7 +50,7 @@ IDF_SOURCES = ("model", "collection")
 class InferenceFreeConfig:
     """Document-side settings (as :class:`~sparsearch.retriever.splade.SpladeConfig`); queries need none."""
 
-    model_dir: str
+    model_dir: str = DEFAULT_INFERENCE_FREE_MODEL  # a folder or a name; left out: the general shipped model
     max_length: int = 256
     batch_size: int = 32
     device: str = "auto"

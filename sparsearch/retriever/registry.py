@@ -149,10 +149,13 @@ def build_encoder(name: str, settings: Mapping[str, Any] | None = None, *,
                   model: ModelLocation | None = None) -> "SparseEncoder":
     """A new encoder ``name`` with ``settings`` (the fields of its config dataclass; defaults for the rest).
 
-    Learned encoders need a model: the setting ``model_dir`` (a folder, a
+    Learned encoders take a model: the setting ``model_dir`` (a folder, a
     shipped model's name or a Hugging Face id, resolved by the config) with
     an optional ``model`` name, or ``model=`` an already resolved model (its
-    folder and name become ``model_dir`` and ``model``).  An unknown name or
+    folder and name become ``model_dir`` and ``model``).  ``splade`` and
+    ``dense`` need one; ``inference-free`` without one uses
+    :data:`~sparsearch.retriever.resolve.DEFAULT_INFERENCE_FREE_MODEL` (the
+    config's default ``model_dir``).  An unknown name or
     setting raises :class:`EncoderError` naming it and the known ones; a bad
     value raises the config's own ``ValueError``.
     """

@@ -5,8 +5,9 @@
 
 1. **a folder** that exists (as Hugging Face ``from_pretrained`` does, an
    existing path always wins over a name);
-2. **a shipped model** (:data:`SHIPPED_MODELS`, e.g. ``inference-free-minilm``),
-   looked up in :func:`shipped_model_dirs`:
+2. **a shipped model** (:data:`SHIPPED_MODELS`, e.g. ``inference-free-general``,
+   or a former name in :data:`DEPRECATED_MODEL_NAMES`), looked up in
+   :func:`shipped_model_dirs`:
 
    a. every folder of ``$SPARSEARCH_MODELS`` (``os.pathsep``-separated);
    b. the package's own ``sparsearch/models/`` (package data: empty in the
@@ -36,10 +37,20 @@ tried.  An index's manifest records both the name and the folder it resolved
 to (``model`` and ``model_dir`` of the encoder config), so ``Index.open``
 uses the folder and, should it have moved (another machine, a cleaned cache),
 resolves the name again.
+
+Two models ship.  ``inference-free-general`` was trained on none of the
+collections sparsearch is evaluated on; it is :data:`DEFAULT_INFERENCE_FREE_MODEL`,
+which an ``inference-free`` encoder given no model uses (CLI, Python and HTTP
+alike).  ``inference-free-biomed`` was trained on SciFact and NFCorpus
+training queries: better on those two, but it loses to BM25 on collections
+it never saw.  It used to be the only model, named ``inference-free-minilm``;
+that name stays a deprecated alias of it (:data:`DEPRECATED_MODEL_NAMES`), so
+that indexes recording it in their manifest still open and add documents.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from contextlib import contextmanager
@@ -51,10 +62,26 @@ from pathlib import Path
 from sparsearch.cache import cache_root
 from sparsearch.errors import SparsearchError
 
-#: Models shipped with sparsearch, by name -> one line about them (``sparsearch models list``).
+log = logging.getLogger(__name__)
+
+#: Models shipped with sparsearch, by name -> one line about them (``sparsearch models list``); the default first.
 SHIPPED_MODELS: dict[str, str] = {
-    "inference-free-minilm": "inference-free learned sparse model (MiniLM-L6 document encoder, IDF queries), 23M",
+    "inference-free-general": "general-domain inference-free model (MiniLM-L6 documents, IDF queries), 23M; "
+                              "the default",
+    "inference-free-biomed": "in-domain inference-free model for biomedical/scientific text (trained on SciFact "
+                             "and NFCorpus training queries; loses to BM25 elsewhere), MiniLM-L6 documents, IDF "
+                             "queries, 23M",
 }
+
+#: Former names of shipped models -> their name now.  Still resolved (indexes and collections record the
+#: name they were built with), with a logged deprecation note; a folder under the old name is found too.
+DEPRECATED_MODEL_NAMES: dict[str, str] = {
+    "inference-free-minilm": "inference-free-biomed",
+}
+
+#: The model of an ``inference-free`` encoder given none: ``--model`` left out, ``build_encoder("inference-free")``
+#: without ``model_dir``, a ``PUT /collections/{name}`` without ``"model"``.  The one place that default is set.
+DEFAULT_INFERENCE_FREE_MODEL = "inference-free-general"
 
 MODELS_ENV = "SPARSEARCH_MODELS"
 
@@ -119,12 +146,44 @@ def shipped_model_dirs() -> list[Path]:
     return dirs
 
 
+_warned_deprecated: set[str] = set()
+
+
+def shipped_name(name: str) -> str | None:
+    """The current name of the shipped model ``name`` (itself, or the model a deprecated alias names), else ``None``.
+
+    A deprecated alias is logged once per process: a server reopening its
+    collections, or an index adding documents, asks again and again.
+    """
+    if name in SHIPPED_MODELS:
+        return name
+    current = DEPRECATED_MODEL_NAMES.get(name)
+    if current is not None and name not in _warned_deprecated:
+        _warned_deprecated.add(name)
+        log.warning("model name %r is deprecated: it is now %r (same weights); use the new name, or %r, "
+                    "the general model and the default", name, current, DEFAULT_INFERENCE_FREE_MODEL)
+    return current
+
+
+def _folder_names(name: str) -> list[str]:
+    """The folder names a shipped model may be installed under: its name, then any former name of it."""
+    return [name] + [old for old, new in DEPRECATED_MODEL_NAMES.items() if new == name]
+
+
 def find_shipped_model(name: str) -> Path | None:
-    """The first ``<dir>/<name>`` holding a model (a ``config.json`` or ``modules.json``), else ``None``."""
+    """The first ``<dir>/<name>`` holding a model (a ``config.json`` or ``modules.json``), else ``None``.
+
+    ``name`` may be a deprecated alias (:data:`DEPRECATED_MODEL_NAMES`): its
+    current name is looked up.  In each folder, a copy installed under a
+    former name (``~/.cache/sparsearch/models/inference-free-minilm``, made
+    before the rename) counts too, after the current name.
+    """
+    current = shipped_name(name) or name
     for d in shipped_model_dirs():
-        candidate = d / name
-        if (candidate / "config.json").is_file() or (candidate / "modules.json").is_file():
-            return candidate.resolve()
+        for folder_name in _folder_names(current):
+            candidate = d / folder_name
+            if (candidate / "config.json").is_file() or (candidate / "modules.json").is_file():
+                return candidate.resolve()
     return None
 
 
@@ -246,17 +305,21 @@ def resolve_model(text: str | os.PathLike[str]) -> ResolvedModel:
         raise ModelNotFoundError(f"model {given!r} is a file; give the model's folder")
     match = _HF_ID.match(given)
     looks_like_path = given.startswith((".", "/", "~")) or "\\" in given or given.count("/") > 1
-    if given not in SHIPPED_MODELS and (match is None or looks_like_path):
+    shipped = shipped_name(given)
+    if shipped is None and (match is None or looks_like_path):
         raise ModelNotFoundError(f"model {given!r}: no such folder (nor a shipped model name or a Hugging Face id)")
     tried = ["no such folder"]
-    if given in SHIPPED_MODELS:
-        found = find_shipped_model(given)
-        if found is not None:
-            return ResolvedModel(found, given, "shipped")
+    if shipped is not None:
+        found = find_shipped_model(shipped)
+        if found is not None:  # recorded under its current name: an alias may go, the model stays
+            return ResolvedModel(found, shipped, "shipped")
         where = ", ".join(str(d) for d in shipped_model_dirs())
-        raise ModelNotFoundError(f"model {given!r} is shipped with sparsearch but its files are not installed here "
-                                 f"(looked in {where}); copy the model folder into one of them or set "
-                                 f"${MODELS_ENV} to a folder holding {given}/")
+        called = repr(given) if shipped == given else f"{given!r} (now {shipped!r})"
+        default = (" (the default model of encoder inference-free; --model or model_dir picks another)"
+                   if shipped == DEFAULT_INFERENCE_FREE_MODEL else "")
+        raise ModelNotFoundError(f"model {called} is shipped with sparsearch but its files are not installed here"
+                                 f"{default} (looked in {where}); copy the model folder into one of them or set "
+                                 f"${MODELS_ENV} to a folder holding {shipped}/")
     tried.append(f"not a shipped model ({', '.join(SHIPPED_MODELS)})")
     packaged = find_packaged_model(given)
     if packaged is not None:

@@ -1,6 +1,7 @@
 """The models a server may load, by name, and one copy of each in memory.
 
-A request names a model (``"model": "inference-free-minilm"``), never a
+A request names a model (``"model": "inference-free-general"``; left out,
+an ``inference-free`` collection gets that one, the default), never a
 path: the name must match :data:`MODEL_NAME` in full (no ``/``, ``\\``,
 leading ``.`` or ``..``) and be a model of the server's catalogue, which is
 either
@@ -10,9 +11,11 @@ either
   by the folder; or
 * by default, the models shipped with sparsearch that are installed here
   (:data:`~sparsearch.retriever.resolve.SHIPPED_MODELS`, found where
-  :func:`~sparsearch.retriever.resolve.find_shipped_model` looks), and the
-  dense models of installed model packages
-  (:data:`~sparsearch.retriever.resolve.PACKAGED_MODELS`: ``all-minilm-l6-v2``).
+  :func:`~sparsearch.retriever.resolve.find_shipped_model` looks; a
+  deprecated name such as ``inference-free-minilm`` still finds its model, so
+  collections created under it reopen), and the dense models of installed
+  model packages (:data:`~sparsearch.retriever.resolve.PACKAGED_MODELS`:
+  ``all-minilm-l6-v2``).
 
 Dense bi-encoders (a hybrid collection's ``dense_model``) come from the same
 catalogue (:meth:`ModelCatalog.dense_info`), versioned the same way.
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsearch.errors import SparsearchError
+from sparsearch.retriever.resolve import DEFAULT_INFERENCE_FREE_MODEL
 
 #: What a model name may look like (checked in full before any path is built from it).
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -220,15 +224,19 @@ class ModelCatalog:
             raise UnknownModel(str(e)) from None
         folder: Path | None
         if self.models_dir is None:
-            from sparsearch.retriever.resolve import SHIPPED_MODELS, find_packaged_model, find_shipped_model
+            from sparsearch.retriever.resolve import find_packaged_model, find_shipped_model, shipped_name
 
-            folder = find_shipped_model(name) if name in SHIPPED_MODELS else find_packaged_model(name)
+            # (the name stays as given: a collection created under a deprecated alias keeps it in its spec)
+            folder = find_shipped_model(name) if shipped_name(name) is not None else find_packaged_model(name)
         else:
             candidate = self.models_dir / name
             folder = candidate if _is_model(candidate) else None
         if folder is None:
             known = ", ".join(self.names()) or "none"
-            raise UnknownModel(f"unknown model {name!r}: the server's models ({self.describe_source()}) are: {known}")
+            default = (" (the default model of encoder 'inference-free' when a request gives none: name one of "
+                       "the server's models, or install it)" if name == DEFAULT_INFERENCE_FREE_MODEL else "")
+            raise UnknownModel(f"unknown model {name!r}{default}: the server's models ({self.describe_source()}) "
+                               f"are: {known}")
         return folder
 
     def info(self, name: str) -> ModelInfo:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sparsearch.index.segment import MAX_ID_BYTES
+from sparsearch.retriever.resolve import DEFAULT_INFERENCE_FREE_MODEL
 
 # 512 characters of up to 4 bytes each fit the index's limit of MAX_ID_BYTES (2,048) bytes of UTF-8.
 MAX_ID_CHARS = 512
@@ -141,6 +142,11 @@ ModelName = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra
 class CollectionSpec(BaseModel):
     """Fixed at creation: the encoder, its model (learned encoders: a name the server knows) and parameters.
 
+    ``inference-free`` without a ``model`` gets
+    :data:`~sparsearch.retriever.resolve.DEFAULT_INFERENCE_FREE_MODEL`, written
+    into the spec as if given, so the collection keeps its model whatever
+    the default becomes (and a repeated request is the same collection).
+
     ``params`` is checked against the encoder's own schema (BM25: ``k1``,
     ``b``; learned: ``max_length``, ``batch_size``, ``doc_top_k``,
     ``doc_threshold``, and for SPLADE ``query_max_length``); unknown fields
@@ -150,7 +156,9 @@ class CollectionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     encoder: Literal["bm25", "splade", "inference-free"] = "bm25"
     model: ModelName | None = Field(None, validate_default=True, description="Learned encoders: the name of one "
-                                    "of the server's models (sparsearch serve --models-dir).")
+                                    "of the server's models (sparsearch serve --models-dir). Encoder "
+                                    f"inference-free without one: {DEFAULT_INFERENCE_FREE_MODEL}, the general "
+                                    "shipped model; splade needs one.")
     params: BM25Params | SpladeParams | InferenceFreeParams | None = Field(None, validate_default=True)
     dense_model: ModelName | None = Field(None, description="A hybrid collection: also index every document with "
                                           "this dense bi-encoder of the server's models (e.g. all-minilm-l6-v2); "
@@ -169,6 +177,8 @@ class CollectionSpec(BaseModel):
     @classmethod
     def _model_for_encoder(cls, value: str | None, info: ValidationInfo) -> str | None:
         encoder = info.data.get("encoder")
+        if encoder == "inference-free" and value is None:  # recorded in the spec: a later default is another model
+            return DEFAULT_INFERENCE_FREE_MODEL
         if encoder in LEARNED and value is None:
             raise ValueError(f"encoder {encoder!r} needs a model: the name of one of the server's models")
         if encoder == "bm25" and value is not None:

@@ -179,8 +179,9 @@ def test_unknown_settings_are_named() -> None:
 
 
 def test_missing_model_and_bad_values() -> None:
-    for name in ("splade", "inference-free"):
-        message = one_line_error(lambda: build_encoder(name, {"max_length": 64}))
+    # (inference-free has a default model, the general shipped one: tests/learned/test_default_model.py)
+    for name, settings in (("splade", {"max_length": 64}), ("dense", {"batch_size": 2})):
+        message = one_line_error(lambda: build_encoder(name, settings))
         assert message.startswith(f"encoder {name!r} needs a model: setting model_dir")
     message = one_line_error(lambda: build_encoder("bm25", {"k1": "high"}))
     assert message.startswith("bad settings for encoder 'bm25'")

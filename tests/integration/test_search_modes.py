@@ -11,7 +11,6 @@ searches in every mode.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +22,10 @@ from sparsearch.index.approx import ApproxSettings
 from sparsearch.index.config import IndexConfig, Scoring
 from sparsearch.index.inverted import InvertedIndex
 from sparsearch.index.segment import Segment, build_segment
+from sparsearch.quickstart import SAMPLE_VECTORS
 from sparsearch.types import SparseBatch
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sparsearch" / "data" / "sample_corpus.inference-free-minilm.jsonl"
+SAMPLE = SAMPLE_VECTORS  # real learned document vectors (the quickstart's, of the bundled sample)
 CONFIG = IndexConfig(stored_fields=("title", "metadata"))
 
 

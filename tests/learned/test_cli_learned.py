@@ -91,7 +91,8 @@ def test_index_doc_threshold_prunes_postings(inference_free_mlm: Path, eval_slic
 
 def test_eval_splade_without_model_is_a_one_line_error(eval_slice: Path) -> None:
     one_line_error(cli("eval", eval_slice, "--encoder", "splade", "--no-speed"), "--model")
-    one_line_error(cli("eval", eval_slice, "--encoder", "inference-free"), "--model")
+    one_line_error(cli("eval", eval_slice, "--encoder", "dense", "--no-speed"), "--model")
+    # (inference-free without --model uses the general shipped model: tests/learned/test_default_model.py)
 
 
 def test_eval_bad_model_and_encoder(eval_slice: Path, tmp_path: Path, tiny_mlm: Path) -> None:

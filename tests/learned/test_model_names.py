@@ -1,4 +1,5 @@
-"""``--model`` by name: a folder, a shipped model, a Hugging Face id in the hub cache, and the errors when none fits."""
+"""``--model`` by name: a folder, a shipped model (and a deprecated former name), a Hugging Face id in the hub cache,
+and the errors when none fits.  The default model (no ``--model`` at all) is tests/learned/test_default_model.py's."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from sparsearch.types import Document
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = "inference-free-minilm"
+SHIPPED = "inference-free-biomed"
+GENERAL = "inference-free-general"
+ALIAS = "inference-free-minilm"  # the biomedical model's name before the general model shipped (deprecated)
 TEXTS = ["vitamin d deficiency increases the risk of fractures", "cells", "protein folding in the cell"]
 
 
@@ -130,8 +133,121 @@ def test_shipped_name_resolves_to_the_checkout(monkeypatch: pytest.MonkeyPatch, 
     assert found.path == (REPO / "models" / SHIPPED).resolve()
     r = cli("models", "list", "--json")
     assert r.exit_code == 0, r.output
+    listed = {row["name"]: row for row in map(json.loads, r.stdout.splitlines())}
+    assert listed[SHIPPED]["path"] == str(found.path)
+    assert listed[SHIPPED]["deprecated_names"] == [ALIAS] and listed[SHIPPED]["default"] is False
+
+
+@pytest.fixture
+def checkout_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Shipped names resolved in the checkout's models/ alone: no $SPARSEARCH_MODELS, an empty cache."""
+    monkeypatch.delenv("SPARSEARCH_MODELS", raising=False)
+    monkeypatch.setenv("SPARSEARCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.skipif(not (REPO / "models" / GENERAL / "config.json").is_file(),
+                    reason="models/inference-free-general is not in this checkout (the general model's folder)")
+def test_general_name_resolves_to_the_checkout(checkout_only: None) -> None:
+    found = resolve_model(GENERAL)
+    assert (found.path, found.name, found.source) == ((REPO / "models" / GENERAL).resolve(), GENERAL, "shipped")
+    r = cli("models", "list", "--json")
+    assert r.exit_code == 0, r.output
     listed = [json.loads(line) for line in r.stdout.splitlines()]
-    assert {"name": SHIPPED, "path": str(found.path)}.items() <= listed[0].items()
+    assert listed[0]["name"] == GENERAL and listed[0]["default"] is True  # the default, listed first
+    assert listed[0]["path"] == str(found.path) and listed[0]["deprecated_names"] == []
+    assert [row["name"] for row in listed if row["default"]] == [GENERAL]
+    r = cli("models", "list")
+    assert f"{GENERAL} (default)  {found.path}" in r.stdout
+
+
+@pytest.mark.skipif(not (REPO / "models" / SHIPPED / "config.json").is_file(), reason="no models/ checkout")
+def test_deprecated_name_resolves_to_the_biomedical_folder(checkout_only: None, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The former name finds the renamed folder and is recorded under the current name; a note is logged."""
+    caplog.set_level("WARNING", logger="sparsearch.retriever.resolve")
+    monkeypatch.setattr(resolve, "_warned_deprecated", set())  # as in a fresh process
+    found = resolve_model(ALIAS)
+    assert (found.path, found.name, found.source) == ((REPO / "models" / SHIPPED).resolve(), SHIPPED, "shipped")
+    assert resolve_model(ALIAS).path == found.path
+    notes = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(notes) == 1 and ALIAS in notes[0] and SHIPPED in notes[0]  # once per process, not per call
+    assert not (REPO / "models" / ALIAS).exists()  # really the renamed folder, not a leftover
+
+
+def test_three_names_resolve_to_their_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              inference_free_mlm: Path) -> None:
+    """Two shipped models and the alias, installed in $SPARSEARCH_MODELS (no checkout needed)."""
+    models = tmp_path / "models"
+    for name in (GENERAL, SHIPPED):
+        shutil.copytree(inference_free_mlm, models / name)
+    monkeypatch.setenv("SPARSEARCH_MODELS", str(models))
+    got = {name: resolve_model(name) for name in (GENERAL, SHIPPED, ALIAS)}
+    assert got[GENERAL].path == (models / GENERAL).resolve() and got[GENERAL].name == GENERAL
+    assert got[SHIPPED].path == (models / SHIPPED).resolve() and got[SHIPPED].name == SHIPPED
+    assert got[ALIAS].path == (models / SHIPPED).resolve() and got[ALIAS].name == SHIPPED
+    # An encoder config given the old name records the current one (the alias may go; the model stays).
+    config = InferenceFreeConfig(model_dir=ALIAS, device="cpu", max_length=64)
+    assert config.model == SHIPPED and config.model_dir == str((models / SHIPPED).resolve())
+    # The alias is no name of its own: neither listed nor a folder anyone looks for first.
+    assert ALIAS not in resolve.SHIPPED_MODELS and resolve.DEPRECATED_MODEL_NAMES[ALIAS] in resolve.SHIPPED_MODELS
+
+
+def test_a_copy_installed_under_the_former_name_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         inference_free_mlm: Path) -> None:
+    """A cache filled before the rename (``<cache>/models/inference-free-minilm``) serves both names."""
+    monkeypatch.delenv("SPARSEARCH_MODELS", raising=False)
+    monkeypatch.setattr(resolve, "_checkout_models_dir", lambda: None)
+    monkeypatch.setenv("SPARSEARCH_CACHE", str(tmp_path / "cache"))
+    old = tmp_path / "cache" / "models" / ALIAS
+    shutil.copytree(inference_free_mlm, old)
+    assert resolve_model(SHIPPED).path == old.resolve() and resolve_model(ALIAS).path == old.resolve()
+    # The current name wins in the same folder.
+    shutil.copytree(inference_free_mlm, old.parent / SHIPPED)
+    assert resolve_model(ALIAS).path == (old.parent / SHIPPED).resolve()
+
+
+def test_deprecated_name_not_installed_names_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARSEARCH_MODELS", str(tmp_path / "empty"))
+    monkeypatch.setenv("SPARSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(resolve, "_checkout_models_dir", lambda: None)
+    with pytest.raises(ModelNotFoundError) as err:
+        resolve_model(ALIAS)
+    message = str(err.value)
+    assert f"{ALIAS!r} (now {SHIPPED!r})" in message and f"holding {SHIPPED}/" in message and "\n" not in message
+    assert "default" not in message  # only the general model is the default
+
+
+def test_index_built_under_the_old_name_reopens_and_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          inference_free_mlm: Path) -> None:
+    """An index whose manifest says ``inference-free-minilm`` and a folder of that name (built before the
+    rename) opens, searches and adds documents after the model's folder became ``inference-free-biomed``."""
+    before = tmp_path / "before" / ALIAS  # the install as it was
+    shutil.copytree(inference_free_mlm, before)
+    settings = dict(device="cpu", max_length=64)
+    old_encoder = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(before), model=ALIAS, **settings))
+    docs = [Document(str(i), t) for i, t in enumerate(TEXTS)]
+    Index.build(docs, path=tmp_path / "idx", encoder=old_encoder)
+    recorded = json.loads((tmp_path / "idx" / "manifest.json").read_text(encoding="utf-8"))["encoder"]["config"]
+    assert recorded["model"] == ALIAS and recorded["model_dir"] == str(before)  # what an old manifest holds
+    hits = Index.open(tmp_path / "idx").search("protein cells", k=3)
+
+    # The upgrade: the folder is renamed, the old one is gone.
+    after = tmp_path / "after"
+    after.mkdir()
+    before.rename(after / SHIPPED)
+    monkeypatch.setenv("SPARSEARCH_MODELS", str(after))
+    monkeypatch.setenv("SPARSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(resolve, "_checkout_models_dir", lambda: None)
+    idx = Index.open(tmp_path / "idx")
+    again = idx.search("protein cells", k=3)
+    assert again.ids == hits.ids and again.scores.tolist() == hits.scores.tolist()
+    new = [Document("new", "protein folding cells")]
+    fresh = InferenceFreeEncoder(InferenceFreeConfig(model_dir=str(after / SHIPPED), **settings))
+    got, want = idx.encoder.encode_documents(new), fresh.encode_documents(new)  # the alias found the renamed folder
+    assert got.term_ids.tolist() == want.term_ids.tolist() and got.weights.tolist() == want.weights.tolist()
+    idx.add(new)
+    idx.commit()
+    assert "new" in Index.open(tmp_path / "idx").search("protein folding cells", k=4).ids
 
 
 def test_shipped_lookup_order(shipped_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

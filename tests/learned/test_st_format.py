@@ -23,7 +23,7 @@ from sparsearch.retriever.st_format import describe_model, save_sentence_transfo
 from sparsearch.types import Document
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "models" / "inference-free-minilm"
+SHIPPED = REPO / "models" / "inference-free-biomed"
 TEXTS = ["vitamin d deficiency increases the risk of fractures",
          "microstructural development of human newborn cerebral white matter",
          "cells", "the protein gene of a cell"]
@@ -245,7 +245,7 @@ def test_folders_saved_by_sentence_transformers_load(tiny_mlm: Path, tmp_path: P
 @pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="the shipped model is not in this checkout")
 def test_shipped_model_in_sentence_transformers(tmp_path: Path) -> None:
     """The shipped model by name, exported: same vectors as the native folder, and as sentence-transformers."""
-    out = save_sentence_transformers("inference-free-minilm", tmp_path / "shipped-st")
+    out = save_sentence_transformers("inference-free-biomed", tmp_path / "shipped-st")
     native_docs, native_queries = if_vectors(SHIPPED, TEXTS[:2])
     docs, queries = if_vectors(out, TEXTS[:2])
     np.testing.assert_allclose(docs, native_docs, atol=TOL, rtol=0)

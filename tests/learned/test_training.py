@@ -341,7 +341,7 @@ def test_config_single_strings_are_one_item_lists() -> None:
     assert config.datasets[0].splits == ("dev",)
 
 
-@pytest.mark.parametrize("name", ["inference_free_minilm.yaml", "splade_tiny.yaml", "splade_from_inference_free.yaml"])
+@pytest.mark.parametrize("name", ["inference_free_biomed.yaml", "splade_tiny.yaml", "splade_from_inference_free.yaml"])
 def test_shipped_configs_parse_with_variables_expanded(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINILM", "/models/minilm")
     monkeypatch.setenv("SPLADE_TEACHER", "/models/splade")

@@ -22,7 +22,7 @@ needs_verified_unicode = pytest.mark.skipif(
                          "(test_every_code_point_in_context lists the code points that differ)")
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "models" / "inference-free-minilm" / "tokenizer.json"
+SHIPPED = REPO / "models" / "inference-free-biomed" / "tokenizer.json"
 
 
 @pytest.fixture(scope="module")

@@ -219,7 +219,8 @@ def test_a_request_naming_a_path_is_refused(tmp_path: Path, models_dir: Path, mo
 
 def test_absolute_paths_to_real_models_and_unknown_names_are_refused(tmp_path: Path, models_dir: Path) -> None:
     with app_client(tmp_path / "data", models_dir=models_dir) as c:
-        for model in (str(models_dir / IF_MODEL), str(models_dir), "inference-free-minilm", "collections", "nope"):
+        for model in (str(models_dir / IF_MODEL), str(models_dir), "inference-free-biomed", "inference-free-minilm",
+                      "collections", "nope"):
             r = c.put("/collections/papers", json={"encoder": "splade", "model": model}, headers=AUTH)
             assert r.status_code == 422, (model, r.text)
             [error] = r.json()["detail"]
@@ -229,7 +230,7 @@ def test_absolute_paths_to_real_models_and_unknown_names_are_refused(tmp_path: P
 
 
 @pytest.mark.parametrize("body, loc", [
-    ({"encoder": "inference-free"}, ["body", "model"]),
+    ({"encoder": "splade"}, ["body", "model"]),  # (inference-free without a model: the default, tested apart)
     ({"encoder": "bm25", "model": IF_MODEL}, ["body", "model"]),
     ({"encoder": "inference-free", "model": IF_MODEL, "params": {"k1": 1.2}}, ["body", "params", "k1"]),
     ({"encoder": "inference-free", "model": IF_MODEL, "params": {"query_max_length": 8}},
@@ -338,7 +339,7 @@ def test_serve_models_dir(tmp_path: Path, models_dir: Path, texts: list) -> None
             assert c.put("/collections/papers", json=spec).status_code == 201
             assert c.post("/collections/papers/documents", json={"documents": documents(texts, 0, 20)}).is_success
             assert http_scores(c, "papers", texts[3]["title"])
-            r = c.put("/collections/other", json={**spec, "model": "inference-free-minilm"})
+            r = c.put("/collections/other", json={**spec, "model": "inference-free-biomed"})
             assert r.status_code == 422 and "tiny-if" in r.text  # only the models of --models-dir
 
 
