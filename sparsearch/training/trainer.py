@@ -25,6 +25,7 @@ from sparsearch.retriever.idf import idf_table, idf_vector, read_idf_json
 from sparsearch.retriever.inference_free import IdfQueryEncoder
 from sparsearch.retriever.mlm import save_masked_lm
 from sparsearch.retriever.splade import SpladeModel, load_tokenizer
+from sparsearch.training.base_model import trainable_base
 from sparsearch.training.config import TrainConfig
 from sparsearch.training.data import CropBatch, LabeledBatch, TrainingData
 from sparsearch.training.losses import ensemble_teacher_logits, info_nce, kl_distillation
@@ -48,7 +49,8 @@ class Student:
         self.config = config
         self.device = device
         # The saved model is a plain Hugging Face MLM: train it with SPLADE's own activation.
-        self.splade = SpladeModel(config.base_model, device, exact_screening=False, activation="relu")
+        self.splade = SpladeModel(trainable_base(config.base_model), device, exact_screening=False,
+                                  activation="relu")
         self.model = self.splade.model
         self.model.train()
         self.parts = self.splade.parts

@@ -150,3 +150,27 @@ def test_cli_adapts_to_the_bundled_sample_corpus(tiny_inference_free, tmp_path) 
     assert record["documents"] == 20 and record["pseudo_queries"] == 40
     texts = [d.contents for d in read_corpus(SAMPLE_CORPUS)]
     assert read_idf_json(tmp_path / "m" / "idf.json") == pytest.approx(idf_table(texts, tiny_inference_free))
+
+
+def test_a_dense_sentence_transformers_folder_is_a_training_base(tmp_path, tiny_texts) -> None:
+    """all-MiniLM-style folders (modules.json: Transformer, Pooling, Normalize) start a student: its encoder
+    gets a tied MLM head; sparse folders pass through unchanged."""
+    import torch
+
+    from sparsearch.training.base_model import trainable_base
+    from sparsearch.training.config import DatasetSpec, TrainConfig
+    from sparsearch.training.trainer import Student
+
+    folder = make_tiny_mlm(tmp_path / "st", tiny_texts, bare=True)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    view = trainable_base(folder)
+    assert view != folder and not (view / "modules.json").exists() and (view / "config.json").exists()
+    config = TrainConfig(kind="inference-free", base_model=str(folder), out_dir=str(tmp_path / "o"),
+                         datasets=(DatasetSpec(str(tmp_path)),), teachers=("bm25",))
+    student = Student(config, idf_table(tiny_texts, folder), torch.device("cpu"))
+    assert student.encode(["protein folding in cells"], 32).shape[1] == student.idf.shape[0]
+    plain = make_tiny_mlm(tmp_path / "mlm", tiny_texts)
+    assert trainable_base(plain) == plain
