@@ -38,7 +38,7 @@ IDF_SOURCES = ("model", "collection")  # sparsearch.retriever.inference_free.IDF
 def _encoder(name: str, k1: float = 0.9, b: float = 0.4, model: Optional[Path] = None, max_length: int = 256,
              doc_top_k: Optional[int] = None, batch_size: int = 32, device: str = "auto",
              doc_threshold: float = 0.0, idf: str = "model"):  # type: ignore[no-untyped-def]
-    """The encoder a command asked for; learned ones need ``--model`` (a folder, a shipped name or a HF id).
+    """The encoder a command asked for; SPLADE and dense need ``--model`` (a folder, a shipped name or a HF id); inference-free defaults to the general model.
 
     ``idf``: inference-free query weights, ``model`` (its idf.json) or ``collection`` (the indexed texts').
     """
