@@ -115,9 +115,14 @@ def train_general(args: argparse.Namespace) -> None:
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     report = {"training": summary, "config": config.to_dict(),
               "validation_sample": {"queries": len(validation.queries), "documents": len(validation.texts)}}
+    for path in (args.out / "report.json", args.report):
+        if path:  # written before the table too: a time-boxed job keeps the training record whatever happens next
+            path.write_text(json.dumps(report, indent=2))
     if args.eval:
         report["zero_shot"] = table(Path(summary["model_dir"]), args.eval)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2))
     print(json.dumps(report.get("zero_shot", {}), indent=1))
 
 
@@ -137,7 +142,7 @@ def adapt_all(args: argparse.Namespace) -> None:
         row["adapt_seconds"] = round(seconds, 1)
         report[name] = row
         log.info("%s %s", name, row)
-        (args.out / "adapt_report.json").write_text(json.dumps(report, indent=2))
+        (args.report or args.out / "adapt_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=1))
 
 
@@ -155,12 +160,14 @@ def main() -> None:
     t.add_argument("--crop-fraction", type=float, default=0.1)
     t.add_argument("--validate-every", type=int, default=850)
     t.add_argument("--validation-docs", type=int, default=20000)
+    t.add_argument("--report", type=Path, help="a second copy of the JSON report")
     a = sub.add_parser("adapt")
     a.add_argument("--model", type=Path, required=True)
     a.add_argument("--eval", type=Path, required=True, help="$SPARSEARCH_DATA")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--dense-teacher", type=Path)
     a.add_argument("--steps", type=int, default=600)
+    a.add_argument("--report", type=Path, help="where the JSON report goes (default OUT/adapt_report.json)")
     a.add_argument("--sets", nargs="+", default=["cranfield", "cisi", "nfcorpus", "scifact"], choices=list(SETS))
     e = sub.add_parser("table")
     e.add_argument("--model", type=Path, required=True)
