@@ -73,7 +73,7 @@ class SparsearchClient:
                           dense_model: str | None = None, dense_params: dict[str, Any] | None = None,
                           **params: float | int | None) -> dict[str, Any]:
         """``model``: learned encoders (``splade``, ``inference-free``) name one of the server's models;
-        ``inference-free`` without one gets the server's default, ``inference-free-general``.
+        ``inference-free`` without one gets the server's default (``DEFAULT_INFERENCE_FREE_MODEL``).
 
         ``dense_model``: a dense model of the server's (``all-minilm-l6-v2``) indexed beside the sparse
         encoder, a hybrid collection searched with ``mode``; ``dense_params``: its ``max_length``, ``batch_size``.

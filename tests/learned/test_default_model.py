@@ -24,7 +24,7 @@ from sparsearch.retriever.resolve import DEFAULT_INFERENCE_FREE_MODEL, SHIPPED_M
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
-GENERAL = "inference-free-general"
+GENERAL = DEFAULT_INFERENCE_FREE_MODEL  # the default model (inference-free-general once it ships)
 TEXTS = ["vitamin d deficiency increases the risk of fractures", "cells", "protein folding in the cell"]
 
 

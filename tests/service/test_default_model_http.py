@@ -22,7 +22,8 @@ from service_helpers import AUTH, app_client  # noqa: E402
 
 from sparsearch.service.models import model_version  # noqa: E402
 
-GENERAL = "inference-free-general"
+from sparsearch.retriever.resolve import DEFAULT_INFERENCE_FREE_MODEL  # noqa: E402
+GENERAL = DEFAULT_INFERENCE_FREE_MODEL  # the default model (inference-free-general once it ships)
 BIOMED = "inference-free-biomed"
 ALIAS = "inference-free-minilm"
 PARAMS = {"doc_threshold": 0.05, "max_length": 64, "batch_size": 8}
