@@ -341,8 +341,11 @@ def test_debian_reader_reads_compressed_lists(tmp_path: Path, suffix: str) -> No
     raw = TRANSLATION.encode()
     path = tmp_path / f"x_main_i18n_Translation-en{suffix}"
     if suffix == ".lz4":
-        if shutil.which("lz4") is None:
-            pytest.skip("no lz4 command")
+        if shutil.which("lz4") is None:  # nothing can decode it: the reader says what to install
+            path.write_bytes(b"\x04\x22\x4d\x18")
+            with pytest.raises(InputError, match="no lz4 command: apt-get install lz4"):
+                gs.read_compressed(path)
+            return
         plain = tmp_path / "plain"
         plain.write_bytes(raw)
         subprocess.run(["lz4", "-q", str(plain), str(path)], check=True)
@@ -356,6 +359,15 @@ def test_debian_reader_reads_compressed_lists(tmp_path: Path, suffix: str) -> No
     assert files == [path, security]  # the release before its security suite
     pairs = list(gs.read_debian(files))
     assert [p.doc_id for p in pairs] == ["deb-0", "deb-1", "deb-3", "deb-4", "deb-5", "deb-6", "deb-7", "deb-8"]
+
+
+def test_lz4_list_without_the_command_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "x_main_i18n_Translation-en.lz4"
+    path.write_bytes(b"\x04\x22\x4d\x18")
+    monkeypatch.setattr(gs.shutil, "which", lambda name: None)
+    with pytest.raises(InputError, match="no lz4 command: apt-get install lz4") as err:
+        gs.read_compressed(path)
+    assert err.value.path == str(path)  # the error names the file
 
 
 def test_wiki_reader_takes_english_from_the_wheel(tmp_path: Path) -> None:
