@@ -61,17 +61,14 @@ def zero_shot(model_dir: Path, root: Path, device: str = "auto", thresholds: tup
     vocab = len(encoder.queries.weights)
     full = sp.csr_matrix((batch.weights, batch.term_ids, batch.offsets), shape=(len(docs), vocab))
     qids = list(dataset.queries)
-    rows = [sorted(set(encoder.queries.tokenizer.encode(dataset.queries[q], add_special_tokens=False).ids))
-            for q in qids]
+    # The encoder's own query terms (distinct non-special tokens), reweighted by each IDF source below.
+    terms = encoder.queries.encode([dataset.queries[q] for q in qids])
     df, n = document_frequencies([d.contents for d in docs], model_dir)
-    dead = ~encoder.queries.queryable
     out: dict[str, float] = {"encode_docs_per_second": round(len(docs) / seconds, 1),
                              "nonzeros_per_doc": round(full.nnz / len(docs), 1)}
     for idf_name, weights in (("model_idf", encoder.queries.weights), ("corpus_idf", bm25_form_idf(df, n))):
-        w = np.asarray(weights, np.float64).copy()
-        w[dead] = 0.0
-        q = sp.csr_matrix((np.concatenate([w[r] for r in rows]), np.concatenate([np.asarray(r, np.int64) for r in rows]),
-                           np.cumsum([0] + [len(r) for r in rows])), shape=(len(rows), vocab))
+        w = np.asarray(weights, np.float64)
+        q = sp.csr_matrix((w[terms.term_ids], terms.term_ids, terms.offsets), shape=(len(qids), vocab))
         for threshold in thresholds:
             d = full.multiply(full > threshold).tocsr() if threshold > 0 else full
             scores = (q @ d.T).toarray()

@@ -164,7 +164,7 @@ class InvertedIndex(SegmentDocuments):
         if params is None:
             sc = self.scoring
             avgdl = self._stats.avg_length or 1.0
-            k_table = (sc.k1 * ((1.0 - sc.b) + sc.b * _NORM_LENGTHS / np.float32(avgdl))).astype(np.float32)
+            k_table = norm_k_table(sc, avgdl)
             params = self._params = (k_table, sc.k1, sc.b / avgdl, 1.0 - sc.b, sc.length_norm == "exact")
         return params
 
@@ -380,6 +380,11 @@ class InvertedIndex(SegmentDocuments):
 
 _extremes: dict[int, tuple[Any, np.float32, float]] = {}
 _extremes_lock = threading.Lock()
+
+
+def norm_k_table(scoring: Scoring, avgdl: float) -> np.ndarray:
+    """BM25's ``K(d) = k1·(1 − b + b·len/avgdl)`` for each of the 256 Lucene length-norm bytes, float32."""
+    return (scoring.k1 * ((1.0 - scoring.b) + scoring.b * _NORM_LENGTHS / np.float32(avgdl))).astype(np.float32)
 
 
 def _segment_extremes(seg: Segment) -> tuple[np.float32, float]:

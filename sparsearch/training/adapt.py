@@ -74,6 +74,7 @@ def pseudo_queries(documents: Sequence[Document], n: int, rng: random.Random, mi
                    max_words: int = 24) -> tuple[list[str], list[int]]:
     """``n`` (query, source document row) pairs: half a sentence of the document, half a random word span."""
     usable = [i for i, d in enumerate(documents) if len(d.contents.split()) >= min_words]
+    longest_span = max_words // 2 if max_words >= 2 * min_words else max_words  # spans are shorter than sentences
     if not usable:
         raise InputError(f"no document has {min_words} or more words to draw pseudo-queries from")
     queries, rows = [], []
@@ -89,8 +90,7 @@ def pseudo_queries(documents: Sequence[Document], n: int, rng: random.Random, mi
                 words = words[start:start + max_words]
         else:
             words = text.split()
-            length = rng.randint(min_words, min(max_words // 2 if max_words >= 2 * min_words else max_words,
-                                                len(words)))
+            length = rng.randint(min_words, min(longest_span, len(words)))
             start = rng.randrange(len(words) - length + 1)
             words = words[start:start + length]
         queries.append(" ".join(words))

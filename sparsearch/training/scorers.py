@@ -149,7 +149,8 @@ class DenseScorer:
 
 def bm25_scorer(documents: Sequence[Document], queries: Sequence[str], threads: int | None = None) -> SparseScorer:
     """BM25 (sparsearch's defaults: Lucene English analyzer, k1 0.9, b 0.4, Lucene norms) as a linear scorer."""
-    from sparsearch.index.small import decode_norm_table, encode_norms
+    from sparsearch.index.inverted import norm_k_table
+    from sparsearch.index.small import encode_norms
     from sparsearch.retriever.registry import build_encoder
 
     encoder = build_encoder("bm25")
@@ -159,12 +160,11 @@ def bm25_scorer(documents: Sequence[Document], queries: Sequence[str], threads: 
     df = np.bincount(batch.term_ids, minlength=n_terms).astype(np.int64)
     stats = CollectionStats(n_docs=int(np.count_nonzero(lengths)), total_length=float(lengths.sum()), doc_freq=df)
     s = encoder.settings
-    avgdl = np.float32(stats.avg_length or 1.0)
-    if s.length_norm == "lucene":
-        k_table = (s.k1 * ((1.0 - s.b) + s.b * decode_norm_table() / avgdl)).astype(np.float32)
-        kd = k_table[encode_norms(lengths.astype(np.int64))]
+    avgdl = stats.avg_length or 1.0
+    if s.length_norm == "lucene":  # the index's own K(d) table, read through each document's norm byte
+        kd = norm_k_table(encoder.scoring, avgdl)[encode_norms(lengths.astype(np.int64))]
     else:
-        kd = (s.k1 * ((1.0 - s.b) + s.b * lengths / avgdl)).astype(np.float32)
+        kd = (s.k1 * ((1.0 - s.b) + s.b * lengths / np.float32(avgdl))).astype(np.float32)
     tf = np.asarray(batch.weights, np.float32)
     rows = np.repeat(np.arange(len(batch)), np.diff(batch.offsets))
     impacts = tf / (tf + kd[rows])
