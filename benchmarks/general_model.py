@@ -169,6 +169,7 @@ def main() -> None:
     e = sub.add_parser("table")
     e.add_argument("--model", type=Path, required=True)
     e.add_argument("--eval", type=Path, required=True)
+    e.add_argument("--report", type=Path, help="also write the table here as JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "train":
@@ -178,7 +179,11 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         adapt_all(args)
     else:
-        print(json.dumps(table(args.model, args.eval), indent=1))
+        result = table(args.model, args.eval)
+        if args.report:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -42,17 +42,35 @@ class TimedEncoder:
 
     Lets the report give ``encode_docs_per_second`` for the model alone,
     apart from inversion and disk writes that ``build_seconds`` includes.
+    Every protocol member is spelled out rather than forwarded by
+    ``__getattr__``: from Python 3.12, ``isinstance`` against a runtime
+    protocol looks members up statically, so a forwarding-only wrapper of a
+    sparse encoder was taken for a dense one (and its build failed).  Use
+    :func:`timing_wrapper` to get the wrapper that matches the encoder's kind.
     """
 
-    def __init__(self, inner: SparseEncoder) -> None:
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.seconds = 0.0
         self.documents = 0
         if hasattr(inner, "encode_document_stream"):
             self.encode_document_stream = self._stream
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # members outside the protocols (model_dir, tokenizer, ...)
         return getattr(self._inner, name)
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    def encode_queries(self, queries, stats=None):  # type: ignore[no-untyped-def]
+        return self._inner.encode_queries(queries, stats)
+
+    def config(self) -> dict[str, Any]:
+        return self._inner.config()
+
+    def state_files(self) -> dict[str, bytes]:
+        return self._inner.state_files()
 
     def encode_documents(self, documents):  # type: ignore[no-untyped-def]
         t = time.perf_counter()
@@ -73,6 +91,26 @@ class TimedEncoder:
             self.seconds += time.perf_counter() - t
             self.documents += len(batch)
             yield batch
+
+
+class TimedSparseEncoder(TimedEncoder):
+    """:class:`TimedEncoder` of a sparse encoder: also a :class:`SparseEncoder` to ``isinstance``."""
+
+    @property
+    def scoring(self) -> Any:
+        return self._inner.scoring
+
+    @property
+    def n_terms(self) -> int:
+        return self._inner.n_terms  # read live: a BM25 vocabulary grows while documents are encoded
+
+    def load(self, config: dict[str, Any], files: dict[str, Path]) -> Any:
+        return type(self._inner).load(config, files)
+
+
+def timing_wrapper(encoder: Any) -> TimedEncoder:
+    """The timing wrapper that passes the same protocol checks as ``encoder``."""
+    return TimedSparseEncoder(encoder) if isinstance(encoder, SparseEncoder) else TimedEncoder(encoder)
 
 
 def postings_touched(index: Retriever, queries: SparseBatch) -> float:
@@ -138,7 +176,7 @@ def evaluate_beir(
     timed = None
     with tempfile.TemporaryDirectory(prefix="sparsearch-eval-") as tmp:
         if index_dir is None:
-            timed = TimedEncoder(encoder) if encoder is not None else None
+            timed = timing_wrapper(encoder) if encoder is not None else None
             t = time.perf_counter()
             Retriever.build(dataset.corpus(), path=Path(tmp) / "index", encoder=timed, config=index_config,  # type: ignore[arg-type]
                             progress=progress, fmt=fmt)
