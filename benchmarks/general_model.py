@@ -44,39 +44,81 @@ def bm25_ndcg(root: Path) -> float:
     return round(report["metrics"]["ndcg_cut_10"], 4)
 
 
+def _scores_ndcg(full: sp.csr_matrix, q: sp.csr_matrix, threshold: float, qids: list[str], doc_ids: list[str],
+                 qrels: dict[str, dict[str, int]]) -> tuple[float, float]:
+    """NDCG@10 of exhaustive top 1,000 with document weights <= threshold dropped, and non-zeros per document."""
+    from sparsearch.eval.metrics import evaluate
+
+    d = full.multiply(full > threshold).tocsr() if threshold > 0 else full
+    scores = (q @ d.T).toarray()
+    run = {}
+    for i, qid in enumerate(qids):
+        top = np.argsort(-scores[i], kind="stable")[:1000]
+        run[qid] = {doc_ids[j]: float(scores[i, j]) for j in top if scores[i, j] > 0}
+    return evaluate(qrels, run)["ndcg_cut_10"], d.nnz / max(1, d.shape[0])
+
+
+def _encode(encoder, docs: list, queries: list[str]) -> tuple[sp.csr_matrix, object, float]:  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    batch = encoder.encode_documents(docs)
+    seconds = time.perf_counter() - t
+    vocab = len(encoder.queries.weights)
+    full = sp.csr_matrix((batch.weights, batch.term_ids, batch.offsets), shape=(len(docs), vocab))
+    # The encoder's own query terms (distinct non-special tokens), reweighted by each IDF source.
+    return full, encoder.queries.encode(queries), seconds
+
+
+def _query_matrix(terms, weights, n_queries: int, vocab: int) -> sp.csr_matrix:  # type: ignore[no-untyped-def]
+    w = np.asarray(weights, np.float64)
+    return sp.csr_matrix((w[terms.term_ids], terms.term_ids, terms.offsets), shape=(n_queries, vocab))
+
+
 def zero_shot(model_dir: Path, root: Path, device: str = "auto", thresholds: tuple[float, ...] = (0.0, 0.1)
               ) -> dict[str, float]:
     """NDCG@10 of an inference-free model on one set: {idf source} × {document threshold}."""
     from sparsearch.eval.datasets import load_beir
-    from sparsearch.eval.metrics import evaluate
     from sparsearch.retriever.idf import bm25_form_idf, document_frequencies
     from sparsearch.retriever.registry import build_encoder
 
     dataset = load_beir(root, "test")
     docs = list(dataset.corpus())
     encoder = build_encoder("inference-free", {"model_dir": str(model_dir), "device": device, "batch_size": 128})
-    t = time.perf_counter()
-    batch = encoder.encode_documents(docs)
-    seconds = time.perf_counter() - t
-    vocab = len(encoder.queries.weights)
-    full = sp.csr_matrix((batch.weights, batch.term_ids, batch.offsets), shape=(len(docs), vocab))
     qids = list(dataset.queries)
-    # The encoder's own query terms (distinct non-special tokens), reweighted by each IDF source below.
-    terms = encoder.queries.encode([dataset.queries[q] for q in qids])
+    full, terms, seconds = _encode(encoder, docs, [dataset.queries[q] for q in qids])
     df, n = document_frequencies([d.contents for d in docs], model_dir)
     out: dict[str, float] = {"encode_docs_per_second": round(len(docs) / seconds, 1),
                              "nonzeros_per_doc": round(full.nnz / len(docs), 1)}
+    doc_ids = [d.doc_id for d in docs]
     for idf_name, weights in (("model_idf", encoder.queries.weights), ("corpus_idf", bm25_form_idf(df, n))):
-        w = np.asarray(weights, np.float64)
-        q = sp.csr_matrix((w[terms.term_ids], terms.term_ids, terms.offsets), shape=(len(qids), vocab))
+        q = _query_matrix(terms, weights, len(qids), full.shape[1])
         for threshold in thresholds:
-            d = full.multiply(full > threshold).tocsr() if threshold > 0 else full
-            scores = (q @ d.T).toarray()
-            run = {}
-            for i, qid in enumerate(qids):
-                top = np.argsort(-scores[i], kind="stable")[:1000]
-                run[qid] = {docs[j].doc_id: float(scores[i, j]) for j in top if scores[i, j] > 0}
-            out[f"{idf_name}@{threshold:g}"] = round(evaluate(dataset.qrels, run)["ndcg_cut_10"], 4)
+            out[f"{idf_name}@{threshold:g}"] = round(_scores_ndcg(full, q, threshold, qids, doc_ids,
+                                                                  dataset.qrels)[0], 4)
+    return out
+
+
+def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n_docs: int = 8000
+                   ) -> dict[str, dict[str, float]]:
+    """NDCG@10 and non-zeros per document at each document threshold, on the training text's dev slice.
+
+    The threshold trades postings (query latency) for quality; it is chosen
+    here, on the sample the checkpoint was chosen on, never on a test split.
+    """
+    from sparsearch.retriever.registry import build_encoder
+    from sparsearch.training.validation import ValidationSet
+    from sparsearch.types import Document
+
+    dev = ValidationSet.from_beir(str(data), "dev", n_docs=n_docs, max_queries=2000)
+    encoder = build_encoder("inference-free", {"model_dir": str(model_dir), "batch_size": 64})
+    qids = list(dev.queries)
+    docs = [Document(i, t) for i, t in zip(dev.doc_ids, dev.texts)]
+    full, terms, _ = _encode(encoder, docs, [dev.queries[q] for q in qids])
+    q = _query_matrix(terms, encoder.queries.weights, len(qids), full.shape[1])
+    out = {}
+    for threshold in thresholds:
+        ndcg, nnz = _scores_ndcg(full, q, threshold, qids, dev.doc_ids, dev.qrels)
+        out[f"{threshold:g}"] = {"ndcg_cut_10": round(ndcg, 4), "nonzeros_per_doc": round(nnz, 1)}
+        log.info("threshold %g: %s", threshold, out[f"{threshold:g}"])
     return out
 
 
@@ -170,6 +212,12 @@ def main() -> None:
     e.add_argument("--model", type=Path, required=True)
     e.add_argument("--eval", type=Path, required=True)
     e.add_argument("--report", type=Path, help="also write the table here as JSON")
+    h = sub.add_parser("thresholds", help="NDCG@10 and postings per document threshold on the dev slice")
+    h.add_argument("--model", type=Path, required=True)
+    h.add_argument("--data", type=Path, required=True, help="the general training text (its dev split)")
+    h.add_argument("--thresholds", default="0,0.1,0.2,0.3,0.5,0.75,1.0")
+    h.add_argument("--validation-docs", type=int, default=8000)
+    h.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "train":
@@ -178,6 +226,12 @@ def main() -> None:
     elif args.command == "adapt":
         args.out.mkdir(parents=True, exist_ok=True)
         adapt_all(args)
+    elif args.command == "thresholds":
+        values = tuple(float(t) for t in args.thresholds.split(","))
+        result = dev_thresholds(args.model, args.data, values, args.validation_docs)
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=1))
     else:
         result = table(args.model, args.eval)
         if args.report:

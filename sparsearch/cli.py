@@ -319,7 +319,7 @@ def quickstart(
                              "beside it, named OUT-<learned model>)."),
     query: str = typer.Option("", help="Query to run (defaults to one suited to the corpus)."),
     learned: Optional[bool] = typer.Option(None, "--learned/--no-learned", help="Also index with the shipped "
-                                           "learned sparse model (inference-free-biomed), and show its ranking beside "
+                                           "learned sparse model (inference-free-general), and show its ranking beside "
                                            "BM25's. Default: yes on the bundled sample (document vectors shipped, no "
                                            "torch: about a second), no on other corpora. --learned encodes the "
                                            "documents with the model now (needs torch: importing it and "

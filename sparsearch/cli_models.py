@@ -13,7 +13,7 @@ from sparsearch.errors import SparsearchError
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Models by name: the shipped ones, where a name resolves, sentence-transformers export.")
 
-MODEL_HELP = ("A model folder, a shipped model name (inference-free-biomed) or a Hugging "
+MODEL_HELP = ("A model folder, a shipped model name (inference-free-general) or a Hugging "
               "Face id (org/name).")
 
 

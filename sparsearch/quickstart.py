@@ -13,12 +13,9 @@ queries with the model's own tokenizer and IDF — exactly what searching an
 index the model built does.  ``--learned`` runs the model on the documents
 instead (needs torch; also for any other corpus, e.g. SciFact).
 
-:data:`LEARNED_MODEL` is the in-domain ``inference-free-biomed`` for now, the
-model whose vectors of the sample ship.  To show the default general model
-(:data:`~sparsearch.retriever.resolve.DEFAULT_INFERENCE_FREE_MODEL`) instead,
-set :data:`LEARNED_MODEL` to it and run ``python -m sparsearch.quickstart``,
-which writes ``sample_corpus.<model>.jsonl`` (:data:`SAMPLE_VECTORS` follows
-the name).
+:data:`LEARNED_MODEL` is the default general model
+(:data:`~sparsearch.retriever.resolve.DEFAULT_INFERENCE_FREE_MODEL`); the sample's
+vectors by it are ``sample_corpus.<model>.jsonl`` (:data:`SAMPLE_VECTORS` follows the name).
 """
 
 from __future__ import annotations
@@ -32,12 +29,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from sparsearch.errors import SparsearchError
+from sparsearch.retriever.resolve import DEFAULT_INFERENCE_FREE_MODEL
 from sparsearch.sample import SAMPLE_CORPUS
 from sparsearch.types import Document, SparseBatch
 
-#: The shipped learned sparse model the quickstart shows next to BM25.
-#: TODO(issue 17): DEFAULT_INFERENCE_FREE_MODEL once the sample's vectors by the general model ship.
-LEARNED_MODEL = "inference-free-biomed"
+#: The shipped learned sparse model the quickstart shows next to BM25: the default one.
+LEARNED_MODEL = DEFAULT_INFERENCE_FREE_MODEL
 #: Document vectors of :data:`~sparsearch.sample.SAMPLE_CORPUS` by :data:`LEARNED_MODEL` (JSON lines
 #: ``{"id", "vector": {token: weight}}``, Pyserini's JsonVectorCollection layout; float32 weights).
 SAMPLE_VECTORS = SAMPLE_CORPUS.with_name(f"sample_corpus.{LEARNED_MODEL}.jsonl")

@@ -19,7 +19,7 @@ Matrix format (YAML, or the same structure as JSON)::
       - name: bm25-scifact    # unique; what --only selects (shell patterns allowed)
         dataset: beir/scifact # see "Datasets" below
         encoder: bm25         # bm25, splade or inference-free
-        model: inference-free-biomed   # learned encoders: a folder or a model name
+        model: inference-free-general  # learned encoders: a folder or a model name
         settings: {k1: 0.9, b: 0.4}    # the encoder's config fields (BM25Config, SpladeConfig, ...)
         expected: {ndcg@10: 0.6789, recall@100: 0.9253}
         slow: false           # slow entries run only with --slow or when --only names them

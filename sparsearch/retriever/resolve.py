@@ -38,13 +38,12 @@ to (``model`` and ``model_dir`` of the encoder config), so ``Index.open``
 uses the folder and, should it have moved (another machine, a cleaned cache),
 resolves the name again.
 
-One model ships today, ``inference-free-biomed``, trained on SciFact and
-NFCorpus training queries: better than BM25 on those two, but it loses to
-BM25 on collections it never saw.  It is :data:`DEFAULT_INFERENCE_FREE_MODEL`,
+Two models ship.  ``inference-free-general`` is :data:`DEFAULT_INFERENCE_FREE_MODEL`,
 which an ``inference-free`` encoder given no model uses (CLI, Python and HTTP
-alike), until the general model (``inference-free-general``, trained on none
-of the evaluation collections: docs/general_model.md) ships and takes that
-place.  It used to be the only model, named ``inference-free-minilm``;
+alike): trained on general text that holds none of the evaluation collections
+(docs/general_model.md).  ``inference-free-biomed``, trained on SciFact and
+NFCorpus training queries, is better on biomedical and scientific text and
+worse elsewhere.  It used to be the only model, named ``inference-free-minilm``;
 that name stays a deprecated alias of it (:data:`DEPRECATED_MODEL_NAMES`), so
 that indexes recording it in their manifest still open and add documents.
 """
@@ -67,9 +66,12 @@ log = logging.getLogger(__name__)
 
 #: Models shipped with sparsearch, by name -> one line about them (``sparsearch models list``); the default first.
 SHIPPED_MODELS: dict[str, str] = {
+    "inference-free-general": "general inference-free model (trained on Wikipedia leads, Debian package "
+                              "descriptions and dictionary text; none of the evaluation collections), "
+                              "MiniLM-L6 documents, IDF queries, 23M; the default",
     "inference-free-biomed": "in-domain inference-free model for biomedical/scientific text (trained on SciFact "
                              "and NFCorpus training queries; loses to BM25 elsewhere), MiniLM-L6 documents, IDF "
-                             "queries, 23M; the default until the general model ships",
+                             "queries, 23M",
 }
 
 #: Former names of shipped models -> their name now.  Still resolved (indexes and collections record the
@@ -80,8 +82,7 @@ DEPRECATED_MODEL_NAMES: dict[str, str] = {
 
 #: The model of an ``inference-free`` encoder given none: ``--model`` left out, ``build_encoder("inference-free")``
 #: without ``model_dir``, a ``PUT /collections/{name}`` without ``"model"``.  The one place that default is set.
-#: ``inference-free-biomed`` until ``inference-free-general`` is trained and shipped (docs/general_model.md).
-DEFAULT_INFERENCE_FREE_MODEL = "inference-free-biomed"
+DEFAULT_INFERENCE_FREE_MODEL = "inference-free-general"
 
 MODELS_ENV = "SPARSEARCH_MODELS"
 

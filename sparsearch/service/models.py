@@ -1,6 +1,6 @@
 """The models a server may load, by name, and one copy of each in memory.
 
-A request names a model (``"model": "inference-free-biomed"``; left out,
+A request names a model (``"model": "inference-free-general"``; left out,
 an ``inference-free`` collection gets that one, the default), never a
 path: the name must match :data:`MODEL_NAME` in full (no ``/``, ``\\``,
 leading ``.`` or ``..``) and be a model of the server's catalogue, which is

@@ -148,7 +148,12 @@ def test_shipped_matrix_is_valid() -> None:
     runs = {e.name: run for e, run in select(matrix)}
     assert all(runs[n] for n in names if n.startswith("bm25-"))
     learned = [e for e in matrix.entries if e.encoder == "inference-free"]
-    assert len(learned) == 2 and all(e.slow and e.settings == {"doc_threshold": 0.1} for e in learned)
+    assert len(learned) == 4 and all(e.slow for e in learned)
+    biomed = [e for e in learned if e.model == "models/inference-free-biomed"]
+    general = [e for e in learned if e.model == "models/inference-free-general"]
+    assert len(biomed) == 2 and all(e.settings == {"doc_threshold": 0.1} for e in biomed)
+    assert {e.dataset for e in general} == {"classic/cranfield", "classic/cisi"}
+    assert all(e.settings == {"idf": "collection"} for e in general)
     assert all(set(e.expected) == {"ndcg@10", "recall@100"} for e in matrix.entries)
 
 
