@@ -35,6 +35,19 @@ SETS = {"scifact": "beir/scifact", "nfcorpus": "beir/nfcorpus", "cranfield": "cl
 log = logging.getLogger("general_model")
 
 
+#: Dev queries the checkpoint is chosen on (``ValidationSet.from_beir(max_queries=...)``); the threshold sweep
+#: reuses the same sample.
+DEV_MAX_QUERIES = 2000
+
+
+def write_reports(report: object, *paths: Path | None) -> None:
+    """The JSON report at every path given (``None`` skipped)."""
+    for path in paths:
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2))
+
+
 def bm25_ndcg(root: Path) -> float:
     from sparsearch.eval.beir import EvalSettings, evaluate_beir
     from sparsearch.retriever.registry import build_encoder
@@ -108,7 +121,7 @@ def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n
     from sparsearch.training.validation import ValidationSet
     from sparsearch.types import Document
 
-    dev = ValidationSet.from_beir(str(data), "dev", n_docs=n_docs, max_queries=2000)
+    dev = ValidationSet.from_beir(str(data), "dev", n_docs=n_docs, max_queries=DEV_MAX_QUERIES)
     encoder = build_encoder("inference-free", {"model_dir": str(model_dir), "batch_size": 64})
     qids = list(dev.queries)
     docs = [Document(i, t) for i, t in zip(dev.doc_ids, dev.texts)]
@@ -148,20 +161,17 @@ def train_general(args: argparse.Namespace) -> None:
         lambda_d=args.lambda_d, lambda_q=0.01, lambda_warmup_steps=args.steps // 3, steps=args.steps,
         max_train_seconds=args.max_train_seconds, batch_size=32, lr=8e-5, lr_warmup_steps=args.steps // 15,
         max_length=256, bf16=True, seed=13, log_every=50, checkpoint_every=10**9, save_fp16=True)
-    validation = ValidationSet.from_beir(str(args.data), "dev", n_docs=args.validation_docs, max_queries=2000)
+    validation = ValidationSet.from_beir(str(args.data), "dev", n_docs=args.validation_docs, max_queries=DEV_MAX_QUERIES)
     started = time.perf_counter()
     summary = train(config, resume=False, validate=lambda s: validation.ndcg10(s), validate_every=args.validate_every)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     report = {"training": summary, "config": config.to_dict(),
               "validation_sample": {"queries": len(validation.queries), "documents": len(validation.texts)}}
-    for path in (args.out / "report.json", args.report):
-        if path:  # written before the table too: a time-boxed job keeps the training record whatever happens next
-            path.write_text(json.dumps(report, indent=2))
+    # Written before the table too: a time-boxed job keeps the training record whatever happens next.
+    write_reports(report, args.out / "report.json", args.report)
     if args.eval:
         report["zero_shot"] = table(Path(summary["model_dir"]), args.eval)
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    if args.report:
-        args.report.write_text(json.dumps(report, indent=2))
+    write_reports(report, args.out / "report.json", args.report)
     print(json.dumps(report.get("zero_shot", {}), indent=1))
 
 
@@ -181,7 +191,7 @@ def adapt_all(args: argparse.Namespace) -> None:
         row["adapt_seconds"] = round(seconds, 1)
         report[name] = row
         log.info("%s %s", name, row)
-        (args.report or args.out / "adapt_report.json").write_text(json.dumps(report, indent=2))
+        write_reports(report, args.report or args.out / "adapt_report.json")
     print(json.dumps(report, indent=1))
 
 
@@ -223,21 +233,18 @@ def main() -> None:
     if args.command == "train":
         args.out.mkdir(parents=True, exist_ok=True)
         train_general(args)
-    elif args.command == "adapt":
+        return
+    if args.command == "adapt":
         args.out.mkdir(parents=True, exist_ok=True)
         adapt_all(args)
-    elif args.command == "thresholds":
+        return
+    if args.command == "thresholds":
         values = tuple(float(t) for t in args.thresholds.split(","))
         result = dev_thresholds(args.model, args.data, values, args.validation_docs)
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(result, indent=2))
-        print(json.dumps(result, indent=1))
     else:
         result = table(args.model, args.eval)
-        if args.report:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(result, indent=2))
-        print(json.dumps(result, indent=1))
+    write_reports(result, args.report)
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
