@@ -23,6 +23,11 @@ from pathlib import Path
 VARIANTS = {
     # name: (plan arguments)
     "drop3": {"steps": [{"method": "structured", "drop_layers": 3}], "distill": True},
+    "drop4": {"steps": [{"method": "structured", "drop_layers": 4}], "distill": True},
+    # Fixed choices that keep the first layer (fed the embeddings it was trained on) and the last (whose
+    # states the tied vocabulary head reads), spacing the rest: the layer map stays monotone and aligned at both ends.
+    "drop3-keep035": {"steps": [{"method": "structured", "layers": [1, 2, 4]}], "distill": True},
+    "drop4-keep05": {"steps": [{"method": "structured", "layers": [1, 2, 3, 4]}], "distill": True},
     "drop2-ffn50": {"steps": [{"method": "structured", "drop_layers": 2, "ffn_fraction": 0.5}], "distill": True},
     "gradual80-b4": {"steps": [{"method": "gradual", "sparsity": 0.8, "block": [4, 1], "scope": "layer"}],
                      "distill": False},
@@ -95,7 +100,7 @@ def main() -> None:
     summary = {}
     for name in args.variants:
         spec = VARIANTS[name]
-        steps = tuple(PruneConfig(**{**s, **({"block": tuple(s["block"])} if "block" in s else {})})
+        steps = tuple(PruneConfig(**{**s, **{k: tuple(s[k]) for k in ("block", "layers") if k in s}})
                       for s in spec["steps"])
         plan = PrunePlan(steps, distill=dcfg, distill_steps=args.steps if spec["distill"] else 0)
         t = time.time()

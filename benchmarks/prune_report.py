@@ -43,15 +43,22 @@ VARIANTS: dict[str, tuple[str | None, PrunePlan]] = {
                                           kernel_rows=16)),
     "heads25-ffn25": (None, PrunePlan((P(method="structured", heads_fraction=0.25, ffn_fraction=0.25),))),
     "int8": (None, PrunePlan((P(method="int8"),))),
+    "int8-tensor": (None, PrunePlan((P(method="int8", int8_granularity="per_tensor"),))),
+    "bf16": (None, PrunePlan((P(method="bf16"),))),
     "vocab50": (None, PrunePlan((P(method="vocab", vocab_keep=0.5),))),
     "vocab35": (None, PrunePlan((P(method="vocab", vocab_keep=0.35),))),
     "vocab50-int8": ("vocab50", PrunePlan((P(method="int8"),))),
+    "vocab50-int8-tensor": ("vocab50", PrunePlan((P(method="int8", int8_granularity="per_tensor"),))),
+    "vocab50-bf16": ("vocab50", PrunePlan((P(method="bf16"),))),
+    "vocab35-bf16": ("vocab35", PrunePlan((P(method="bf16"),))),
 }
 GPU_VARIANTS = ("drop3", "drop2-ffn50", "gradual80-b4")
 STACKS = {  # on top of a GPU-distilled folder
     "{g}-vocab50": PrunePlan((P(method="vocab", vocab_keep=0.5),)),
     "{g}-vocab50-int8": PrunePlan((P(method="vocab", vocab_keep=0.5), P(method="int8"))),
     "{g}-int8": PrunePlan((P(method="int8"),)),
+    "{g}-bf16": PrunePlan((P(method="bf16"),)),
+    "{g}-vocab50-bf16": PrunePlan((P(method="vocab", vocab_keep=0.5), P(method="bf16"))),
 }
 SAMPLE_PER_SET = 500  # unlabelled corpus documents per training corpus for vocabulary usage
 

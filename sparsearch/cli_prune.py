@@ -52,8 +52,8 @@ def _sample_texts(paths: list[Path], size: int) -> list[str]:
 def prune_command(
     model: str = typer.Argument(..., help="A model folder, a shipped model name or a Hugging Face id."),
     out: Path = typer.Option(..., "--out", help="Folder to write the pruned model to."),
-    method: Optional[List[str]] = typer.Option(None, "--method", help="magnitude, gradual, nm, structured, int8 or "
-                                               "vocab; repeat to stack, applied in order."),
+    method: Optional[List[str]] = typer.Option(None, "--method", help="magnitude, gradual, nm, structured, int8, bf16 "
+                                               "or vocab; repeat to stack, applied in order."),
     preset: Optional[str] = typer.Option(None, "--preset", help="A measured recipe instead of --method: fast."),
     sparsity: float = typer.Option(0.5, help="Fraction of prunable weights zeroed (magnitude, gradual)."),
     scope: str = typer.Option("global", help="global (rank all layers together) or layer."),
@@ -64,6 +64,8 @@ def prune_command(
     ffn: float = typer.Option(0.0, help="structured: fraction of FFN neurons removed per layer."),
     importance: str = typer.Option("magnitude", help="structured: magnitude or gradient."),
     vocab_keep: float = typer.Option(0.5, help="vocab: fraction of vocabulary rows kept (the most used terms)."),
+    int8_granularity: str = typer.Option("per_channel", help="int8: one scale per weight row (per_channel) or "
+                                         "per matrix (per_tensor)."),
     kernel_rows: int = typer.Option(0, help="Run layers >= 70% zero on the Numba block kernel with this many "
                                     "rows per block (1 = CSR; 0 = dense BLAS)."),
     sample: Optional[List[Path]] = typer.Option(None, "--sample", help="Corpus (corpus.jsonl or BEIR folder) whose "
@@ -96,7 +98,7 @@ def prune_command(
         n, m = _pair(nm, ":", "--nm")
         common = dict(sparsity=sparsity, scope=scope, block=_pair(block, "x", "--block"), n=n, m=m,
                       drop_layers=drop_layers, heads_fraction=heads, ffn_fraction=ffn, importance=importance,
-                      vocab_keep=vocab_keep)
+                      vocab_keep=vocab_keep, int8_granularity=int8_granularity)
         if preset is not None:
             specs, distill_steps = PRESETS[preset]
             configs = tuple(PruneConfig(**{**common, **spec}) for spec in specs)

@@ -34,6 +34,10 @@ def pruner_for(config: PruneConfig, token_rows: Sequence[Sequence[int]] | None =
         from sparsearch.pruning.quantize import Int8Pruner
 
         return Int8Pruner()
+    if config.method == "bf16":
+        from sparsearch.pruning.quantize import Bf16Pruner
+
+        return Bf16Pruner()
     if config.method == "vocab":
         from sparsearch.pruning.vocab import VocabPruner
 

@@ -21,8 +21,8 @@ from torch import nn
 
 from sparsearch.errors import SparsearchError
 
-Method = Literal["magnitude", "gradual", "nm", "structured", "int8", "vocab"]
-METHODS: tuple[str, ...] = ("magnitude", "gradual", "nm", "structured", "int8", "vocab")
+Method = Literal["magnitude", "gradual", "nm", "structured", "int8", "bf16", "vocab"]
+METHODS: tuple[str, ...] = ("magnitude", "gradual", "nm", "structured", "int8", "bf16", "vocab")
 
 
 class PruningError(SparsearchError, ValueError):
@@ -42,7 +42,8 @@ class PruneConfig:
     Structured pruning removes ``layers`` (indices) or the ``drop_layers`` least
     important ones, the ``heads_fraction`` and
     ``ffn_fraction`` least important heads and FFN neurons of each layer, ranked by
-    ``importance``.
+    ``importance``.  ``int8_granularity``: one int8 scale per weight row
+    (``per_channel``) or per matrix (``per_tensor``).
     """
 
     method: Method = "magnitude"
@@ -59,6 +60,7 @@ class PruneConfig:
     vocab_keep: float = 1.0
     kernel: Literal["none", "csr", "block"] = "none"
     int8: bool = False
+    int8_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -71,6 +73,8 @@ class PruneConfig:
             raise PruningError(f"vocab_keep must be in (0, 1], got {self.vocab_keep}")
         if not 0 < self.n < self.m:
             raise PruningError(f"N:M needs 0 < N < M, got {self.n}:{self.m}")
+        if self.int8_granularity not in ("per_channel", "per_tensor"):
+            raise PruningError(f"int8_granularity must be per_channel or per_tensor, got {self.int8_granularity!r}")
         if min(self.block) < 1:
             raise PruningError(f"block sides must be >= 1, got {self.block}")
 

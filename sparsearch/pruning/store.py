@@ -4,8 +4,8 @@ The folder loads with ``AutoModelForMaskedLM`` anywhere (zeros, removed layers
 and a narrower FFN are ordinary weights and shapes).  What Hugging Face cannot
 express goes into the JSON's ``runtime`` and is redone by sparsearch's loader
 (:func:`apply_runtime`, called from :class:`~sparsearch.retriever.splade.SpladeModel`):
-heads cut out of the attention matrices, sparse kernels swapped in, int8
-conversion, and the decoder rows of a pruned vocabulary (``kept_terms.json``).
+heads cut out of the attention matrices, sparse kernels swapped in, int8 or
+bfloat16 conversion, and the decoder rows of a pruned vocabulary (``kept_terms.json``).
 The JSON also records every step that made the model, for the report.
 """
 
@@ -100,9 +100,10 @@ def apply_runtime(model: nn.Module, parts: Any, folder: str | Path) -> tuple[Any
         swapped = sparsify_linears(model, int(kernel.get("rows", 1)), float(kernel.get("min_sparsity", 0.5)))
         log.info("%s: %d linear layers on the sparse kernel", folder, len(swapped))
     if runtime.get("int8"):
-        from sparsearch.pruning.quantize import quantize_int8
+        from sparsearch.pruning.quantize import PER_TENSOR, quantize_int8
 
-        quantize_int8(model)
+        # ``true``: a folder written before the granularity was recorded (one scale per matrix then).
+        quantize_int8(model, granularity=PER_TENSOR if runtime["int8"] is True else runtime["int8"])
     terms = None
     if runtime.get("vocab_terms"):
         from sparsearch.retriever.mlm import MLMParts, read_json
@@ -112,4 +113,8 @@ def apply_runtime(model: nn.Module, parts: Any, folder: str | Path) -> tuple[Any
         with torch.no_grad():
             bias = parts.decoder_bias[index].detach() if parts.decoder_bias is not None else None
             parts = MLMParts(parts.backbone, parts.transform, parts.decoder_weight[index].detach(), bias)
+    if runtime.get("bf16"):
+        from sparsearch.pruning.quantize import backbone_in_bf16
+
+        parts = backbone_in_bf16(parts, parts.decoder_weight.device)
     return parts, terms

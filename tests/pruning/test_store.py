@@ -56,7 +56,7 @@ def test_int8_and_kernel_runtime_applied_at_load_and_stacked(cassette_dir: Path,
     prune_folder(sparse, stacked, PrunePlan((PruneConfig(method="int8"),)))
     record = json.loads((stacked / PRUNING_FILE).read_text())
     assert [s["method"] for s in record["steps"]] == ["magnitude", "int8"]
-    assert record["runtime"] == {"kernel": {"rows": 4, "min_sparsity": 0.7}, "int8": True}
+    assert record["runtime"] == {"kernel": {"rows": 4, "min_sparsity": 0.7}, "int8": "per_channel"}
     plain, kernel, both = (SpladeModel(p, "cpu") for p in (cassette_dir, sparse, stacked))
     layer = kernel.model.bert.encoder.layer[0]
     assert isinstance(layer.intermediate.dense, SparseLinear)
@@ -71,3 +71,49 @@ def test_int8_and_kernel_runtime_applied_at_load_and_stacked(cassette_dir: Path,
         assert torch.allclose(kernel.model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=1e-4)
         encoded = both.encode(sample_texts[:4], 128, 4)
     assert len(encoded.offsets) == 5 and len(encoded.term_ids) > 0
+
+
+def _int8_scales(model: SpladeModel) -> torch.Tensor:
+    weight = model.model.bert.encoder.layer[0].intermediate.dense.weight()
+    return weight.q_per_channel_scales() if weight.qscheme() == torch.per_channel_affine else \
+        torch.tensor([weight.q_scale()])
+
+
+def test_int8_granularity_per_channel_by_default_and_old_records_per_tensor(cassette_dir: Path, tmp_path: Path) -> None:
+    channel, tensor = tmp_path / "c", tmp_path / "t"
+    prune_folder(cassette_dir, channel, PrunePlan((PruneConfig(method="int8"),)))
+    prune_folder(cassette_dir, tensor, PrunePlan((PruneConfig(method="int8", int8_granularity="per_tensor"),)))
+    rows = SpladeModel(cassette_dir, "cpu").model.bert.encoder.layer[0].intermediate.dense.weight.shape[0]
+    assert len(_int8_scales(SpladeModel(channel, "cpu"))) == rows
+    assert len(_int8_scales(SpladeModel(tensor, "cpu"))) == 1
+    # A record written before the granularity existed says ``true``: it meant one scale per matrix.
+    record = json.loads((channel / PRUNING_FILE).read_text())
+    record["runtime"]["int8"] = True
+    (channel / PRUNING_FILE).write_text(json.dumps(record))
+    assert len(_int8_scales(SpladeModel(channel, "cpu"))) == 1
+    with pytest.raises(ValueError, match="int8_granularity"):
+        PruneConfig(method="int8", int8_granularity="per_row")  # type: ignore[arg-type]
+
+
+def test_bf16_runtime_close_to_float32_and_decoder_kept_float32(cassette_dir: Path, sample_texts: list[str],
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparsearch.pruning import quantize
+
+    out = tmp_path / "b"
+    prune_folder(cassette_dir, out, PrunePlan((PruneConfig(method="bf16"),)))
+    assert read_record(out)["runtime"] == {"bf16": True}
+    monkeypatch.setattr(quantize, "fast_bf16", lambda device: True)  # whatever this CPU has
+    full, half = SpladeModel(cassette_dir, "cpu"), SpladeModel(out, "cpu")
+    assert next(half.parts.backbone.parameters()).dtype == torch.bfloat16
+    assert half.parts.decoder_weight.dtype == torch.float32
+    # The decoder is a float32 copy of the embeddings taken before the cast, not their bf16 rounding.
+    assert torch.equal(half.parts.decoder_weight, full.parts.decoder_weight)
+    with torch.inference_mode():
+        a, b = full.vectors(sample_texts[:8], 128), half.vectors(sample_texts[:8], 128)
+    assert b.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(a, b)
+    assert float(cosine.min()) > 0.99 and not torch.equal(a, b)
+    # Without native bfloat16 the loader keeps float32: exactly the unpruned vectors.
+    monkeypatch.setattr(quantize, "fast_bf16", lambda device: False)
+    with torch.inference_mode():
+        assert torch.equal(SpladeModel(out, "cpu").vectors(sample_texts[:8], 128), a)
