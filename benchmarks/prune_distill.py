@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--max-length", type=int, default=256, help="tokens per distillation text")
     ap.add_argument("--max-seconds", type=float, default=None, help="per variant")
     ap.add_argument("--limit", type=int, default=None, help="at most this many documents (tests)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
@@ -96,7 +97,7 @@ def main() -> None:
     texts = corpus_texts(args.data, ["scifact", "nfcorpus"], args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                         bf16=args.bf16, warmup_steps=max(1, args.steps // 20), max_seconds=args.max_seconds)
+                         bf16=args.bf16, max_length=args.max_length, warmup_steps=max(1, args.steps // 20), max_seconds=args.max_seconds)
     summary = {}
     for name in args.variants:
         spec = VARIANTS[name]

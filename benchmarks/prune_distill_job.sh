@@ -5,15 +5,15 @@
 #   data.tar.xz               $SPARSEARCH_DATA as data/{beir,classic}/...
 #   pytrec_eval_terrier-*.whl (cp312), installed if the machine lacks pytrec_eval
 # Leave models/inference-free-general out of the carry (git rm --cached + .git/info/exclude): 64 MiB.
-# Env: VARIANTS (default "drop3-keep035 drop3 drop4-keep05"), STEPS (2000), SECS (100 per variant), BUDGET (570).
+# Env: VARIANTS (default "drop3-keep035 drop4-keep05 drop3"), STEPS (2000), SECS (90 per variant), BUDGET (570).
 set -x
 T0=$(date +%s)
 python -c "import pytrec_eval" 2>/dev/null || python -m pip install --no-deps -q .carry/pytrec_eval_terrier-*.whl
 mkdir -p /tmp/d && python -c "import tarfile; tarfile.open('.carry/data.tar.xz').extractall('/tmp/d')" && ls /tmp/d/data
 nvidia-smi --query-gpu=name,memory.total --format=csv
-VARIANTS=${VARIANTS:-"drop3-keep035 drop3 drop4-keep05"}
+VARIANTS=${VARIANTS:-"drop3-keep035 drop4-keep05 drop3"}
 PYTHONPATH=. python benchmarks/prune_distill.py --model models/inference-free-biomed --data /tmp/d/data \
-  --out $OUT/shipped --device cuda --bf16 --steps "${STEPS:-2000}" --max-seconds "${SECS:-100}" \
+  --out $OUT/shipped --device cuda --bf16 --steps "${STEPS:-2000}" --max-seconds "${SECS:-90}" \
   --variants $VARIANTS > $OUT/distill.log 2>&1
 echo "distill exit $? at $(( $(date +%s) - T0 ))s"
 # At most 8 files of <= 16 MiB come back: the weights as one tar in 15 MB parts.

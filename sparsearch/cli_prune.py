@@ -36,6 +36,15 @@ def _pair(text: str, sep: str, what: str) -> tuple[int, int]:
     return a, b
 
 
+def _indices(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise SparsearchError(f"--layers must be comma-separated layer indices, e.g. 1,2,4; got {text!r}") from None
+
+
 def _sample_texts(paths: list[Path], size: int) -> list[str]:
     """Up to ``size`` documents spread evenly over the given corpora (unlabelled: no queries are read)."""
     from sparsearch.corpus import read_corpus
@@ -66,6 +75,10 @@ def prune_command(
     vocab_keep: float = typer.Option(0.5, help="vocab: fraction of vocabulary rows kept (the most used terms)."),
     int8_granularity: str = typer.Option("per_channel", help="int8: one scale per weight row (per_channel) or "
                                          "per matrix (per_tensor)."),
+    bf16_fallback: str = typer.Option("float32", help="bf16: what runs where bfloat16 is not native "
+                                      "(float32 or int8)."),
+    layers: Optional[str] = typer.Option(None, help="structured: remove these layers (comma-separated indices) "
+                                         "instead of the --drop-layers least influential."),
     kernel_rows: int = typer.Option(0, help="Run layers >= 70% zero on the Numba block kernel with this many "
                                     "rows per block (1 = CSR; 0 = dense BLAS)."),
     sample: Optional[List[Path]] = typer.Option(None, "--sample", help="Corpus (corpus.jsonl or BEIR folder) whose "
@@ -98,13 +111,15 @@ def prune_command(
         n, m = _pair(nm, ":", "--nm")
         common = dict(sparsity=sparsity, scope=scope, block=_pair(block, "x", "--block"), n=n, m=m,
                       drop_layers=drop_layers, heads_fraction=heads, ffn_fraction=ffn, importance=importance,
-                      vocab_keep=vocab_keep, int8_granularity=int8_granularity)
+                      vocab_keep=vocab_keep, int8_granularity=int8_granularity,
+                      bf16_fallback=bf16_fallback, layers=_indices(layers))
         if preset is not None:
             specs, distill_steps = PRESETS[preset]
             configs = tuple(PruneConfig(**{**common, **spec}) for spec in specs)
         else:
             configs = tuple(PruneConfig(method=name, **common) for name in method or [])  # type: ignore[arg-type]
-        needs_sample = any(c.method in ("gradual", "vocab") or c.drop_layers or c.importance == "gradient"
+        needs_sample = any(c.method in ("gradual", "vocab") or (c.drop_layers and not c.layers)
+                           or c.importance == "gradient"
                            for c in configs) or distill_steps > 0
         if needs_sample and not sample:
             raise SparsearchError("this method needs sample documents: --sample CORPUS")

@@ -43,7 +43,8 @@ class PruneConfig:
     important ones, the ``heads_fraction`` and
     ``ffn_fraction`` least important heads and FFN neurons of each layer, ranked by
     ``importance``.  ``int8_granularity``: one int8 scale per weight row
-    (``per_channel``) or per matrix (``per_tensor``).
+    (``per_channel``) or per matrix (``per_tensor``).  ``bf16_fallback``: what a
+    ``bf16`` model runs as where bfloat16 is not native (``float32`` or ``int8``).
     """
 
     method: Method = "magnitude"
@@ -61,6 +62,7 @@ class PruneConfig:
     kernel: Literal["none", "csr", "block"] = "none"
     int8: bool = False
     int8_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
+    bf16_fallback: Literal["float32", "int8"] = "float32"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -75,6 +77,8 @@ class PruneConfig:
             raise PruningError(f"N:M needs 0 < N < M, got {self.n}:{self.m}")
         if self.int8_granularity not in ("per_channel", "per_tensor"):
             raise PruningError(f"int8_granularity must be per_channel or per_tensor, got {self.int8_granularity!r}")
+        if self.bf16_fallback not in ("float32", "int8"):
+            raise PruningError(f"bf16_fallback must be float32 or int8, got {self.bf16_fallback!r}")
         if min(self.block) < 1:
             raise PruningError(f"block sides must be >= 1, got {self.block}")
 

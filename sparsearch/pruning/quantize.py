@@ -13,7 +13,8 @@ the record's ``runtime`` says what to redo, see :mod:`sparsearch.pruning.store`)
   document vectors within ~1 % of float32 (cosine 0.9999 against 0.98 for
   int8), and on CPUs with native bfloat16 products (AVX512-BF16, AMX) or a GPU
   it runs as fast as int8.  Elsewhere bfloat16 is emulated and slower than
-  float32, so the loader keeps float32 there and says so.
+  float32, so the loader falls back (to float32, or to int8 when the folder
+  says so) and logs it.
 
 Both stack with every pruning method: zeros stay zeros, and a smaller
 structurally pruned model gets the same ratio again.  The tied vocabulary
@@ -82,19 +83,32 @@ class Bf16Backbone(nn.Module):
         return out
 
 
-def backbone_in_bf16(parts: Any, device: torch.device) -> Any:
-    """``parts`` with the backbone and head transform in bfloat16, the decoder kept float32.
+def backbone_in_bf16(parts: Any) -> Any:
+    """``parts`` with the backbone in bfloat16 and the decoder kept float32.
 
     The decoder is tied to the word embeddings, which the cast would round: it
-    is copied out in float32 first.  Returns ``parts`` unchanged (and logs why)
-    where bfloat16 would be emulated.
+    is copied out in float32 first.
     """
-    if not fast_bf16(device):
-        log.warning("bf16 model on a device without native bfloat16 products (%s): running float32", device)
-        return parts
     decoder = parts.decoder_weight.detach().float().clone()
     bias = None if parts.decoder_bias is None else parts.decoder_bias.detach().float().clone()
     return replace(parts, backbone=Bf16Backbone(parts.backbone), decoder_weight=decoder, decoder_bias=bias)
+
+
+def apply_bf16(model: nn.Module, parts: Any, fallback: str) -> Any:
+    """bfloat16 where it is native; elsewhere ``fallback``: ``int8`` (per channel, CPU) or ``float32``.
+
+    A folder is made once and loaded on many machines: the choice is made
+    here, at load time, from what this device can do fast.
+    """
+    device = parts.decoder_weight.device
+    if fast_bf16(device):
+        return backbone_in_bf16(parts)
+    if fallback == "int8" and device.type == "cpu":
+        log.info("bf16 model on a CPU without native bfloat16 products: int8 per channel instead")
+        quantize_int8(model)
+    else:
+        log.warning("bf16 model on a device without native bfloat16 products (%s): running float32", device)
+    return parts
 
 
 class Int8Pruner:
@@ -115,4 +129,5 @@ class Bf16Pruner:
 
     def prune(self, model: nn.Module, config: PruneConfig) -> PruneReport:
         n = count_parameters(model)
-        return PruneReport("bf16", {}, weight_sparsity(model), n, n, runtime={"bf16": True})
+        return PruneReport("bf16", {"fallback": config.bf16_fallback}, weight_sparsity(model), n, n,
+                           runtime={"bf16": True, "bf16_fallback": config.bf16_fallback})

@@ -114,7 +114,7 @@ def apply_runtime(model: nn.Module, parts: Any, folder: str | Path) -> tuple[Any
             bias = parts.decoder_bias[index].detach() if parts.decoder_bias is not None else None
             parts = MLMParts(parts.backbone, parts.transform, parts.decoder_weight[index].detach(), bias)
     if runtime.get("bf16"):
-        from sparsearch.pruning.quantize import backbone_in_bf16
+        from sparsearch.pruning.quantize import apply_bf16
 
-        parts = backbone_in_bf16(parts, parts.decoder_weight.device)
+        parts = apply_bf16(model, parts, runtime.get("bf16_fallback", "float32"))
     return parts, terms

@@ -58,9 +58,22 @@ def test_clear_errors(cassette_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "needs sample documents" in result.output
     result = _run("prune", cassette_dir, "--method", "nm", "--nm", "4:2", "--out", tmp_path / "n")
     assert result.exit_code == 2 and "N:M needs" in result.output
+    result = _run("prune", cassette_dir, "--method", "structured", "--layers", "1;2", "--out", tmp_path / "l")
+    assert result.exit_code == 2 and "--layers must be comma-separated" in result.output
     result = _run("prune", cassette_dir, "--out", tmp_path / "n")
     assert result.exit_code == 2 and "--method" in result.output
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     result = _run("prune", cassette_dir, "--preset", "fast", "--out", tmp_path / "full")
     assert result.exit_code == 2 and "not empty" in result.output
+
+
+def test_explicit_layers_and_bf16_stack_without_sample(cassette_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "l1"
+    result = _run("prune", cassette_dir, "--method", "structured", "--layers", "0", "--method", "bf16",
+                  "--bf16-fallback", "int8", "--out", out)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "sparsearch_pruning.json").read_text())
+    assert record["steps"][0]["config"]["layers_dropped"] == [0]
+    assert record["runtime"]["layer_map"] == [1] and record["runtime"]["bf16_fallback"] == "int8"
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
