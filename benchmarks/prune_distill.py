@@ -74,6 +74,33 @@ def rebuild(shipped: Path, name: str, source: Path, out: Path) -> Path:
     return out
 
 
+def continue_distillation(init: Path, source: Path, out: Path, texts: list[str], config) -> list[float]:  # noqa: ANN001
+    """More distillation of an already pruned folder ``init`` towards the unpruned ``source``, saved to ``out``.
+
+    For a second, longer-text round on a student trained cheaply first (the
+    CPU fallback when no GPU is available); the record keeps both rounds.
+    """
+    from sparsearch.pruning.base import PruneReport, count_parameters
+    from sparsearch.pruning.distill import distill
+    from sparsearch.pruning.pipeline import tokenise_samples
+    from sparsearch.pruning.store import read_record, save_pruned
+    from sparsearch.retriever.mlm import load_masked_lm
+
+    student, teacher = load_masked_lm(init), load_masked_lm(source)
+    layer_map = read_record(init)["runtime"]["layer_map"]
+    rows = tokenise_samples(source, texts, config.max_length)
+    losses = distill(student, teacher, rows, config, layer_map=layer_map)
+    n = count_parameters(student)
+    report = PruneReport("distill", {"steps": len(losses), "lr": config.lr, "batch_size": config.batch_size,
+                                     "max_length": config.max_length, "first_loss": losses[0],
+                                     "final_loss": losses[-1], "continued_from": str(init)}, 0.0, n, n)
+    import torch
+
+    with torch.no_grad():
+        save_pruned(student, init, out, [report])
+    return losses
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, required=True)
@@ -88,6 +115,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=None, help="per variant")
     ap.add_argument("--limit", type=int, default=None, help="at most this many documents (tests)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--init", type=Path, help="continue distilling this pruned folder instead (one output: --out)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from sparsearch.pruning.base import PruneConfig
@@ -95,9 +123,13 @@ def main() -> None:
     from sparsearch.pruning.pipeline import PrunePlan, prune_folder
 
     texts = corpus_texts(args.data, ["scifact", "nfcorpus"], args.limit)
-    args.out.mkdir(parents=True, exist_ok=True)
     dcfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
                          bf16=args.bf16, max_length=args.max_length, warmup_steps=max(1, args.steps // 20), max_seconds=args.max_seconds)
+    if args.init:
+        losses = continue_distillation(args.init, args.model, args.out, texts, dcfg)
+        print(json.dumps({"steps": len(losses), "first_loss": losses[0], "final_loss": losses[-1]}))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name in args.variants:
         spec = VARIANTS[name]

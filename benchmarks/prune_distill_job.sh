@@ -21,10 +21,10 @@ tar cf /tmp/shipped.tar -C $OUT shipped && split -b 15M /tmp/shipped.tar $OUT/sh
 LEFT=$(( ${BUDGET:-570} - ($(date +%s) - T0) ))
 echo "evaluation gets ${LEFT}s"
 if [ $LEFT -gt 30 ]; then
-  for ds in scifact nfcorpus cranfield cisi; do
+  for ds in ${EVAL_SETS:-scifact nfcorpus cranfield cisi}; do
     PYTHONPATH=. timeout $(( ${BUDGET:-570} - ($(date +%s) - T0) )) python benchmarks/prune_report.py quality \
       --work /tmp/prune_distill --model models/inference-free-biomed --data /tmp/d/data --datasets $ds \
-      --variants "$(echo $VARIANTS | tr ' ' ,),unpruned" --out $OUT/quality_gpu.json >> $OUT/quality.log 2>&1
+      --variants "$(echo $VARIANTS | tr ' ' ,)" --out $OUT/quality_gpu.json >> $OUT/quality.log 2>&1
     echo "quality $ds exit $? at $(( $(date +%s) - T0 ))s"
   done
 fi

@@ -52,8 +52,7 @@ VARIANTS: dict[str, tuple[str | None, PrunePlan]] = {
     "vocab50-bf16": ("vocab50", PrunePlan((P(method="bf16"),))),
     "vocab35-bf16": ("vocab35", PrunePlan((P(method="bf16"),))),
 }
-GPU_VARIANTS = ("drop3", "drop2-ffn50", "gradual80-b4")
-STACKS = {  # on top of a GPU-distilled folder
+STACKS = {  # on top of a distilled folder of benchmarks/prune_distill.py (any of its VARIANTS)
     "{g}-vocab50": PrunePlan((P(method="vocab", vocab_keep=0.5),)),
     "{g}-vocab50-int8": PrunePlan((P(method="vocab", vocab_keep=0.5), P(method="int8"))),
     "{g}-int8": PrunePlan((P(method="int8"),)),
@@ -94,7 +93,7 @@ def make(args: argparse.Namespace) -> None:
     sample = [t for name in ("scifact", "nfcorpus") for t in texts_of(args.data, name)[::-2][:SAMPLE_PER_SET]]
     todo = dict(VARIANTS)
     if args.shipped:
-        for g in GPU_VARIANTS:
+        for g in prune_distill.VARIANTS:
             if (args.shipped / f"{g}.safetensors").exists():
                 prune_distill.rebuild(args.shipped, g, args.model, work / g)
                 todo.update({k.format(g=g): (g, plan) for k, plan in STACKS.items()})

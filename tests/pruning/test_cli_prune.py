@@ -77,3 +77,16 @@ def test_explicit_layers_and_bf16_stack_without_sample(cassette_dir: Path, tmp_p
     assert record["steps"][0]["config"]["layers_dropped"] == [0]
     assert record["runtime"]["layer_map"] == [1] and record["runtime"]["bf16_fallback"] == "int8"
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+
+
+def test_fast_preset_is_vocabulary_then_bf16_with_int8_fallback(cassette_dir: Path, small_slice: Path,
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "fast"
+    result = _run("prune", cassette_dir, "--preset", "fast", "--sample", small_slice, "--sample-size", "24",
+                  "--out", out)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "sparsearch_pruning.json").read_text())
+    assert [s["method"] for s in record["steps"]] == ["vocab", "bf16"]
+    assert record["runtime"]["bf16"] is True and record["runtime"]["bf16_fallback"] == "int8"
+    kept = json.loads((out / record["runtime"]["vocab_terms"]).read_text())
+    assert len(kept) == round(0.5 * 30522)
