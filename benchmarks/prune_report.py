@@ -97,6 +97,8 @@ def make(args: argparse.Namespace) -> None:
             if (args.shipped / f"{g}.safetensors").exists():
                 prune_distill.rebuild(args.shipped, g, args.model, work / g)
                 todo.update({k.format(g=g): (g, plan) for k, plan in STACKS.items()})
+    for g in filter(None, args.stack_on.split(",")):  # folders already in WORK (e.g. a continued distillation)
+        todo.update({k.format(g=g): (g, plan) for k, plan in STACKS.items()})
     only = set(args.variants.split(",")) if args.variants else None
     cache_term_usage(work / "usage_cache")
     for name, (base, plan) in todo.items():
@@ -323,8 +325,9 @@ def table(args: argparse.Namespace) -> None:
         cells = [f"{nd[s]:.4f}" if s in nd else "" for s in sets]
         mean = f"{statistics.mean(nd[s] for s in sets):.4f}" if all(s in nd for s in sets) else ""
         fmt = lambda key, spec: format(e[key], spec) if key in e else ""  # noqa: E731
+        size = f"{e['size_bytes'] / 1e6:.0f}" if "size_bytes" in e else ""
         print(f"| {n} | {fmt('docs_per_second', '.2f')} | {fmt('speedup', '.2f')} | {fmt('speedup_cpu_time', '.2f')} | "
-              + " | ".join(cells) + f" | {mean} | {e['size_bytes'] / 1e6:.0f} |" if "size_bytes" in e else " | |")
+              + " | ".join(cells) + f" | {mean} | {size} |")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -344,6 +347,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("models/inference-free-biomed"))
     ap.add_argument("--work", type=Path, default=Path("benchmarks/cache/prune/if"))
     ap.add_argument("--shipped", type=Path, help="folder of benchmarks/prune_distill.py outputs (GPU)")
+    ap.add_argument("--stack-on", default="", help="make: also stack STACKS on these folders of --work")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SPARSEARCH_DATA", "../shared/data")))
     ap.add_argument("--out", type=Path, default=Path("docs/results/pruning_if.json"))
     ap.add_argument("--speed-json", type=Path, help="plot: speed results kept in another file")
