@@ -60,16 +60,6 @@ def quantize_int8(model: nn.Module, include_head: bool = False, granularity: str
     return model
 
 
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 products run natively here (a GPU, or a CPU with AVX512-BF16 / AMX)."""
-    if device.type == "cuda":
-        return True
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
-
-
 class Bf16Backbone(nn.Module):
     """A bfloat16 transformer whose last hidden state comes back in float32 for the float32 head."""
 
@@ -100,8 +90,10 @@ def apply_bf16(model: nn.Module, parts: Any, fallback: str) -> Any:
     A folder is made once and loaded on many machines: the choice is made
     here, at load time, from what this device can do fast.
     """
+    from sparsearch.retriever import mlm
+
     device = parts.decoder_weight.device
-    if fast_bf16(device):
+    if mlm.native_bf16(device):
         return backbone_in_bf16(parts)
     if fallback == "int8" and device.type == "cpu":
         log.info("bf16 model on a CPU without native bfloat16 products: int8 per channel instead")

@@ -48,6 +48,20 @@ class MLMParts:
     decoder_bias: nn.Parameter | None
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 products run natively on ``device`` (a GPU, or a CPU with AVX512-BF16 / AMX).
+
+    Elsewhere bfloat16 is emulated and slower than float32, so every fast path
+    that trades precision for bfloat16 speed asks this first.
+    """
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
 def mlm_parts(model: nn.Module) -> MLMParts:
     """Split a Hugging Face ``*ForMaskedLM`` into backbone, head transform and (tied) decoder."""
     if hasattr(model, "bert") and hasattr(model, "cls"):  # BertForMaskedLM (MiniLM, BERT-tiny, SPLADE++)

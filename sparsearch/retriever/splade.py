@@ -209,10 +209,10 @@ class SpladeModel:
     def dense_vectors(self, input_ids: Any, mask: Any) -> Any:
         """SPLADE weights ``[rows, vocab]`` of padded token ids and their attention mask (see :func:`pad_rows`)."""
         torch = _torch()
-        from sparsearch.retriever.mlm import DecoderScreen, screened_splade_vectors, splade_vectors
+        from sparsearch.retriever.mlm import DecoderScreen, native_bf16, screened_splade_vectors, splade_vectors
 
         if self.exact_screening:  # inference only: the screen caches the (frozen) decoder
-            dtype = torch.bfloat16 if self._fast_bf16() else torch.float32
+            dtype = torch.bfloat16 if native_bf16(self.device) else torch.float32
             if self._screen is None or self._screen.screen_rows.dtype != dtype:
                 self._screen = DecoderScreen.build(self.parts, dtype)
             vectors = screened_splade_vectors(self.parts, input_ids, mask, screen_dtype=dtype, screen=self._screen)
@@ -242,15 +242,6 @@ class SpladeModel:
                 parts.append(dense_to_sparse(vectors, top_k, threshold))
         sorted_batch = SparseBatch.concatenate(parts)
         return permute_rows(sorted_batch, np.argsort(order, kind="stable"))
-
-    def _fast_bf16(self) -> bool:
-        torch = _torch()
-        if self.device.type == "cuda":
-            return True
-        try:
-            return bool(torch.cpu._is_avx512_bf16_supported())
-        except AttributeError:
-            return False
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, device: Any = "cpu") -> tuple[Any, Any]:

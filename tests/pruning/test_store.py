@@ -97,12 +97,12 @@ def test_int8_granularity_per_channel_by_default_and_old_records_per_tensor(cass
 
 def test_bf16_runtime_close_to_float32_and_decoder_kept_float32(cassette_dir: Path, sample_texts: list[str],
                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sparsearch.pruning import quantize
+    from sparsearch.retriever import mlm
 
     out = tmp_path / "b"
     prune_folder(cassette_dir, out, PrunePlan((PruneConfig(method="bf16"),)))
     assert read_record(out)["runtime"] == {"bf16": True, "bf16_fallback": "float32"}
-    monkeypatch.setattr(quantize, "fast_bf16", lambda device: True)  # whatever this CPU has
+    monkeypatch.setattr(mlm, "native_bf16", lambda device: True)  # whatever this CPU has
     full, half = SpladeModel(cassette_dir, "cpu"), SpladeModel(out, "cpu")
     assert next(half.parts.backbone.parameters()).dtype == torch.bfloat16
     assert half.parts.decoder_weight.dtype == torch.float32
@@ -114,19 +114,19 @@ def test_bf16_runtime_close_to_float32_and_decoder_kept_float32(cassette_dir: Pa
     cosine = torch.nn.functional.cosine_similarity(a, b)
     assert float(cosine.min()) > 0.99 and not torch.equal(a, b)
     # Without native bfloat16 the loader keeps float32: exactly the unpruned vectors.
-    monkeypatch.setattr(quantize, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(mlm, "native_bf16", lambda device: False)
     with torch.inference_mode():
         assert torch.equal(SpladeModel(out, "cpu").vectors(sample_texts[:8], 128), a)
 
 
 def test_bf16_falls_back_to_int8_where_the_folder_asks(cassette_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from sparsearch.pruning import quantize
+    from sparsearch.retriever import mlm
 
     out = tmp_path / "b8"
     prune_folder(cassette_dir, out, PrunePlan((PruneConfig(method="bf16", bf16_fallback="int8"),)))
-    monkeypatch.setattr(quantize, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(mlm, "native_bf16", lambda device: False)
     slow = SpladeModel(out, "cpu")
     assert len(_int8_scales(slow)) == slow.model.bert.encoder.layer[0].intermediate.dense.weight().shape[0]
-    monkeypatch.setattr(quantize, "fast_bf16", lambda device: True)
+    monkeypatch.setattr(mlm, "native_bf16", lambda device: True)
     assert next(SpladeModel(out, "cpu").parts.backbone.parameters()).dtype == torch.bfloat16
