@@ -80,9 +80,10 @@ def continue_distillation(init: Path, source: Path, out: Path, texts: list[str],
     For a second, longer-text round on a student trained cheaply first (the
     CPU fallback when no GPU is available); the record keeps both rounds.
     """
-    from sparsearch.pruning.base import PruneReport, count_parameters
+    import torch
+
     from sparsearch.pruning.distill import distill
-    from sparsearch.pruning.pipeline import tokenise_samples
+    from sparsearch.pruning.pipeline import distill_report, tokenise_samples
     from sparsearch.pruning.store import read_record, save_pruned
     from sparsearch.retriever.mlm import load_masked_lm
 
@@ -90,12 +91,7 @@ def continue_distillation(init: Path, source: Path, out: Path, texts: list[str],
     layer_map = read_record(init)["runtime"]["layer_map"]
     rows = tokenise_samples(source, texts, config.max_length)
     losses = distill(student, teacher, rows, config, layer_map=layer_map)
-    n = count_parameters(student)
-    report = PruneReport("distill", {"steps": len(losses), "lr": config.lr, "batch_size": config.batch_size,
-                                     "max_length": config.max_length, "first_loss": losses[0],
-                                     "final_loss": losses[-1], "continued_from": str(init)}, 0.0, n, n)
-    import torch
-
+    report = distill_report(student, config, losses, max_length=config.max_length, continued_from=str(init))
     with torch.no_grad():
         save_pruned(student, init, out, [report])
     return losses

@@ -49,6 +49,14 @@ def tokenise_samples(model_dir: str | Path, texts: Sequence[str], max_length: in
     return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
 
+def distill_report(model, config: DistillConfig, losses: Sequence[float], **extra: object) -> PruneReport:  # noqa: ANN001
+    """The record of a distillation run (no parameters change: only their values)."""
+    n = count_parameters(model)
+    settings = {"steps": len(losses), "lr": config.lr, "batch_size": config.batch_size, **extra,
+                "first_loss": losses[0], "final_loss": losses[-1]}
+    return PruneReport("distill", settings, 0.0, n, n)
+
+
 def prune_folder(model_dir: str | Path, out: str | Path, plan: PrunePlan,
                  sample_texts: Sequence[str] = ()) -> list[PruneReport]:
     """Write the pruned model of ``model_dir`` to ``out`` (see :mod:`sparsearch.pruning.store`)."""
@@ -85,10 +93,7 @@ def prune_folder(model_dir: str | Path, out: str | Path, plan: PrunePlan,
 
         dcfg = DistillConfig(**{**vars(plan.distill), "steps": plan.distill_steps})
         losses = distill(model, teacher, rows, dcfg, layer_map=layer_map, on_step=keep_pruned)
-        reports.append(PruneReport("distill", {"steps": plan.distill_steps, "lr": dcfg.lr,
-                                               "batch_size": dcfg.batch_size, "first_loss": losses[0],
-                                               "final_loss": losses[-1]}, 0.0, count_parameters(model),
-                                   count_parameters(model)))
+        reports.append(distill_report(model, dcfg, losses, steps=plan.distill_steps))
     extra = {}
     if plan.kernel_rows:
         extra["kernel"] = {"rows": plan.kernel_rows, "min_sparsity": plan.kernel_min_sparsity}
