@@ -2,7 +2,8 @@
 
 Both take the search options of :class:`~sparsearch.retriever.hybrid_options.SearchOptions`
 (``--mode sparse|dense|hybrid``, ``--prf none|rm3|rocchio|both``, ``--fusion``,
-``--alpha``, ``--depth``, ``--fb-docs``), which override the defaults a
+``--alpha``, ``--depth``, ``--fb-docs``, ``--search-mode exact|bmp|approx`` and its
+``--approx-*`` knobs), which override the defaults a
 collection stored when it was built (``sparsearch index ... --dense-model``).
 A plain index keeps its behaviour when none is given, and a mode it lacks is
 one line naming what it holds.
@@ -30,15 +31,26 @@ ALPHA = typer.Option(None, "--alpha", help="Weight of the sparse ranking in [0, 
 DEPTH = typer.Option(None, "--depth", help="Candidates each part gives the fusion (default 1000).")
 FB_DOCS = typer.Option(None, "--fb-docs",
                        help="Feedback documents taken from the first ranking (default 3, chosen on training queries).")
+SEARCH_MODE = typer.Option(None, "--search-mode", help="How sparse indexes find the top k: exact (default), bmp "
+                           "(exact, block-max pruning) or approx (approximate, learned sparse; tuned by the "
+                           "--approx-* options; docs/query_speed_learned.md).")
+QUERY_TERMS = typer.Option(None, "--approx-query-terms", help="approx: keep this many query terms, the heaviest "
+                           "(default 10).")
+LIST_FRACTION = typer.Option(None, "--approx-list-fraction", help="approx: read at most this fraction of the "
+                             "documents from each statically pruned list (default: the whole pruned list).")
+CANDIDATES = typer.Option(None, "--approx-candidates", help="approx: best partial scores re-scored exactly "
+                          "(default 100).")
 
 
 def search_options(mode: Any = None, prf: Any = None, fusion: Any = None, alpha: Any = None, depth: Any = None,
-                   fb_docs: Any = None) -> dict[str, Any]:
+                   fb_docs: Any = None, search_mode: Any = None, query_terms: Any = None, list_fraction: Any = None,
+                   candidates: Any = None) -> dict[str, Any]:
     """The options given on the command line (typer's defaults and ``None`` left out), checked."""
     from sparsearch.retriever.hybrid_options import SearchOptions
 
     given = {k: _given(v) for k, v in dict(mode=mode, prf=prf, fusion=fusion, alpha=alpha, depth=depth,
-                                           fb_docs=fb_docs).items()}
+                                           fb_docs=fb_docs, search_mode=search_mode, query_terms=query_terms,
+                                           list_fraction=list_fraction, candidates=candidates).items()}
     given = {k: v for k, v in given.items() if v is not None}
     SearchOptions().override(**given)  # an unknown mode or an alpha outside [0, 1]: one line, before opening
     return given
@@ -61,6 +73,10 @@ def search(
     alpha: Optional[float] = ALPHA,
     depth: Optional[int] = DEPTH,
     fb_docs: Optional[int] = FB_DOCS,
+    search_mode: Optional[str] = SEARCH_MODE,
+    query_terms: Optional[int] = QUERY_TERMS,
+    list_fraction: Optional[float] = LIST_FRACTION,
+    candidates: Optional[int] = CANDIDATES,
 ) -> None:
     """Search an index; prints rank, id, score and title."""
     from sparsearch.eval.beir import effective_k
@@ -76,13 +92,15 @@ def search(
         effective_k(k, 1)
         if (query is None) == (query_vector is None):
             raise SparsearchError("give a query text or --query-vector JSON (one of the two)")
-        options = search_options(mode, prf, fusion, alpha, depth, fb_docs)
+        options = search_options(mode, prf, fusion, alpha, depth, fb_docs, search_mode, query_terms,
+                                 list_fraction, candidates)
         flt = parse_filter(filter_json)  # a malformed filter fails before the index is opened
         if query_vector is not None:
             from sparsearch.vectors_io import parse_query_vector, search_vectors
 
             if flt is not None or options:
-                raise SparsearchError("--filter, --mode and --prf work with a text query, not with --query-vector")
+                raise SparsearchError("--filter, --mode, --prf and --search-mode work with a text query, not with "
+                                      "--query-vector")
             idx = Retriever.open(index_dir)
             vector = parse_query_vector(query_vector)
             hits = search_vectors(idx, [vector], effective_k(k, idx.n_docs), threads=1)[0]
@@ -138,6 +156,10 @@ def eval_command(
     alpha: Optional[float] = ALPHA,
     depth: Optional[int] = DEPTH,
     fb_docs: Optional[int] = FB_DOCS,
+    search_mode: Optional[str] = SEARCH_MODE,
+    query_terms: Optional[int] = QUERY_TERMS,
+    list_fraction: Optional[float] = LIST_FRACTION,
+    candidates: Optional[int] = CANDIDATES,
 ) -> None:
     """Evaluate on a BEIR split: NDCG@10, Recall@100/1000, MRR@10, speed and size."""
     from sparsearch.eval.beir import EvalSettings, effective_k, evaluate_beir
@@ -146,7 +168,8 @@ def eval_command(
     dense_model = _given(dense_model)
     try:
         effective_k(k, 1)  # k < 1: one line, before any build
-        options = search_options(mode, prf, fusion, alpha, depth, fb_docs)
+        options = search_options(mode, prf, fusion, alpha, depth, fb_docs, search_mode, query_terms,
+                                 list_fraction, candidates)
         from sparsearch.datasets import resolve_dataset
 
         dataset = str(resolve_dataset(dataset, cache_dir, split=split, log=lambda m: typer.echo(m, err=True)))

@@ -54,6 +54,10 @@ class ApproxSettings:
     candidates: int = 100
 
     def __post_init__(self) -> None:
+        for name in ("query_terms", "candidates"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.query_terms is not None and self.query_terms < 1:
             raise ValueError(f"query_terms must be at least 1 (or None), got {self.query_terms}")
         if self.list_fraction is not None and not 0.0 < self.list_fraction <= 1.0:

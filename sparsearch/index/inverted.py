@@ -348,8 +348,9 @@ class InvertedIndex(SegmentDocuments):
         is not an error).  ``filter``: a metadata filter (:mod:`sparsearch.filters`),
         evaluated as bitsets before ranking; scores are the unfiltered ones.
         ``method``: see :meth:`search` (every method gives the same hits).
-        ``mode``: ``"exact"`` (exhaustive or ``method``), ``"bmp"`` (exact, block-max pruning)
-        or ``"approx"`` (tuned by ``approx``, an :class:`~sparsearch.index.approx.ApproxSettings`);
+        ``mode``: ``"exact"`` (exhaustive or ``method``), ``"bmp"`` (exact, block-max pruning;
+        on a BM25 index ``method="blockmax"``) or ``"approx"`` (learned sparse, tuned by ``approx``,
+        an :class:`~sparsearch.index.approx.ApproxSettings`; a BM25 index is searched exactly);
         see :mod:`sparsearch.index.approx`.
         """
         parsed = None if filter is None else parse_filter(filter)
@@ -361,6 +362,8 @@ class InvertedIndex(SegmentDocuments):
             from sparsearch.index import approx as modes
 
             modes.check_mode(mode, approx)
+            if mode == "bmp" and self.scoring.transform != "linear" and method == "auto":
+                method = "blockmax"  # BM25's exact block-max pruning (block maxima under this snapshot's avgdl)
             if mode != "exact":
                 top = modes.top_k(self, queries, top_k, parsed, mode, approx, threads, where)
         if top is not None:

@@ -242,6 +242,12 @@ class HybridCollection:
                      **options: Any) -> list[Hits]:
         opts = self.options(**options)
         parts = self.parts_for(opts)
+        sparse_search = opts.sparse_search()
+        if sparse_search:
+            if not any(part_kind(p) == "sparse" for p in parts):
+                raise InputError(f"search_mode {opts.search_mode!r} ranks sparse indexes, and mode {opts.mode!r} of "
+                                 f"{self.name} searches a dense one only (dense search is exact)")
+            parts = [_SearchModePart(p, sparse_search) if part_kind(p) == "sparse" else p for p in parts]
         if len(parts) == 1 and opts.prf == "none":
             return parts[0].search_batch(queries, k, threads=threads, filter=filter)
         alpha = opts.alpha if len(parts) == 2 else None  # alpha weighs a pair; more parts weigh equally
@@ -265,6 +271,25 @@ class HybridCollection:
         return {"path": str(self.path) if self.path else None, "n_docs": self.n_docs,
                 "defaults": self.defaults.to_dict(),
                 "parts": {name: {"kind": part_kind(p), **p.info()} for name, p in self.parts.items()}}
+
+
+class _SearchModePart:
+    """A sparse part whose searches run in one call's search mode (``mode``/``approx`` keywords bound).
+
+    Everything else (encoder, snapshot, documents) is the part's own, so
+    fusion and feedback treat it like the part itself.
+    """
+
+    def __init__(self, part: Retriever, keywords: Mapping[str, Any]) -> None:
+        self._part = part
+        self._keywords = dict(keywords)
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
+                     filter: Any = None) -> list[Hits]:
+        return self._part.search_batch(queries, k, threads=threads, filter=filter, **self._keywords)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._part, name)
 
 
 def _prepare(folder: Path, overwrite: bool, names: list[str]) -> None:

@@ -25,6 +25,9 @@ SPEC_VERSION = 1
 MODES = ("sparse", "dense", "hybrid")
 PRFS = ("none", "rm3", "rocchio", "both")
 FUSIONS = ("minmax", "zscore", "rrf")
+SEARCH_MODES = ("exact", "bmp", "approx")
+#: The approximate mode's knobs (:class:`~sparsearch.index.approx.ApproxSettings`), given per call.
+APPROX_KNOBS = ("query_terms", "list_fraction", "candidates")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class SearchOptions:
       (``1 - alpha``); ``None`` (or more than two parts) averages
       (interpolation) or sums (RRF).
     * ``depth``: candidates each part gives the fusion.
+    * ``search_mode``: how sparse parts find their top-k (docs/query_speed_learned.md):
+      ``exact`` (the fastest exact method), ``bmp`` (exact, block-max pruning) or
+      ``approx`` (approximate, tuned by ``query_terms``, ``list_fraction`` and
+      ``candidates``; see :class:`~sparsearch.index.approx.ApproxSettings`, whose
+      defaults fill the knobs left out).  Dense parts are always exact.
     """
 
     mode: str = "hybrid"
@@ -51,9 +59,13 @@ class SearchOptions:
     alpha: float | None = 0.5
     depth: int = 1000
     fb_docs: int = 3  # HybridSettings' default, chosen on training queries
+    search_mode: str = "exact"
+    query_terms: int | None = None
+    list_fraction: float | None = None
+    candidates: int | None = None
 
     def __post_init__(self) -> None:
-        for name, allowed in (("mode", MODES), ("prf", PRFS), ("fusion", FUSIONS)):
+        for name, allowed in (("mode", MODES), ("prf", PRFS), ("fusion", FUSIONS), ("search_mode", SEARCH_MODES)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"unknown {name} {getattr(self, name)!r} (expected {', '.join(allowed)})")
         if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)
@@ -63,6 +75,29 @@ class SearchOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
+        given = [name for name in APPROX_KNOBS if getattr(self, name) is not None]
+        if given and self.search_mode != "approx":
+            raise InputError(f"{', '.join(given)} tune search_mode 'approx' (this search's mode is "
+                             f"{self.search_mode!r})")
+        self.approx_settings()  # a knob out of range: one line now, not at the first search
+
+    def approx_settings(self) -> Any:
+        """The :class:`~sparsearch.index.approx.ApproxSettings` of ``search_mode="approx"`` (None otherwise)."""
+        if self.search_mode != "approx":
+            return None
+        from sparsearch.index.approx import ApproxSettings
+
+        given = {name: getattr(self, name) for name in APPROX_KNOBS if getattr(self, name) is not None}
+        try:
+            return ApproxSettings(**given)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"search_mode 'approx': {e}") from None
+
+    def sparse_search(self) -> dict[str, Any]:
+        """Keywords of a sparse part's ``search_batch`` for this search mode (empty when exact)."""
+        if self.search_mode == "exact":
+            return {}
+        return {"mode": self.search_mode, "approx": self.approx_settings()}
 
     def override(self, **given: Any) -> "SearchOptions":
         """These options with every given (not ``None``) value replaced; ``alpha`` stays unless given."""

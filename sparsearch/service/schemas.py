@@ -278,10 +278,19 @@ class SearchIn(BaseModel):
                                 "1 - alpha (default 0.5).")
     depth: int | None = Field(None, ge=1, le=10_000, description="Candidates each index gives the fusion (1000).")
     fb_docs: int | None = Field(None, ge=1, le=1000, description="Feedback documents (3, chosen on training queries).")
+    search_mode: Literal["exact", "bmp", "approx"] | None = Field(None, description=(
+        "How sparse indexes find the top k: exact (default), bmp (exact, block-max pruning) or approx "
+        "(approximate, learned sparse; tuned by query_terms, list_fraction and candidates)."))
+    query_terms: int | None = Field(None, ge=1, le=10_000, description="approx: query terms kept, the heaviest (10).")
+    list_fraction: float | None = Field(None, gt=0.0, le=1.0, description="approx: at most this fraction of the "
+                                        "documents read from each pruned list (default: whole pruned lists).")
+    candidates: int | None = Field(None, ge=1, le=100_000, description="approx: best partial scores re-scored "
+                                   "exactly (100).")
 
     def options(self) -> dict[str, Any]:
         """The search options given (for :meth:`~sparsearch.retriever.hybrid_collection.HybridCollection.search`)."""
-        return {k: getattr(self, k) for k in ("mode", "prf", "fusion", "alpha", "depth", "fb_docs")
+        return {k: getattr(self, k) for k in ("mode", "prf", "fusion", "alpha", "depth", "fb_docs", "search_mode",
+                                              "query_terms", "list_fraction", "candidates")
                 if getattr(self, k) is not None}
 
 

@@ -141,6 +141,38 @@ def test_created_filled_updated_searched_like_a_batch_build(tmp_path: Path, mode
         assert any(http_scores(c, "papers", q) for q in queries(texts))  # not vacuous: queries find documents
 
 
+def test_search_mode_per_request_equals_python(tmp_path: Path, models_dir: Path, texts: list) -> None:
+    """``search_mode`` and the approx knobs in a search request rank as ``Retriever.search(mode=, approx=)``."""
+    from sparsearch.index.approx import ApproxSettings
+
+    params = PARAMS["inference-free"]
+    with app_client(tmp_path / "data", models_dir=models_dir) as c:
+        spec = {"encoder": "inference-free", "model": IF_MODEL, "params": params}
+        assert c.put("/collections/papers", json=spec, headers=AUTH).status_code == 201
+        assert c.post("/collections/papers/documents", json={"documents": documents(texts, 0, 200)},
+                      headers=AUTH).status_code == 200
+        batch = Index.build([Document(d["_id"], d["title"], d["text"], {}) for d in documents(texts, 0, 200)],
+                            encoder=batch_encoder("inference-free", models_dir / IF_MODEL, params))
+        tight = ApproxSettings(query_terms=1, candidates=10)
+        changed = 0
+        for q in queries(texts):
+            body = {"query": q, "k": 10, "search_mode": "approx", "query_terms": 1, "candidates": 10}
+            r = c.post("/collections/papers/search", json=body, headers=AUTH)
+            assert r.status_code == 200, r.text
+            got = {h["_id"]: h["score"] for h in r.json()["hits"]}
+            hits = batch.search(q, 10, mode="approx", approx=tight)
+            assert_same_scores(got, {i: float(s) for i, s in zip(hits.ids, hits.scores)})
+            changed += got.keys() != http_scores(c, "papers", q, 10).keys()
+            r = c.post("/collections/papers/search", json={"query": q, "k": 10, "search_mode": "bmp"}, headers=AUTH)
+            assert_same_scores({h["_id"]: h["score"] for h in r.json()["hits"]}, http_scores(c, "papers", q, 10))
+        assert changed > 0  # the knobs reach the kernel: one query term and 10 candidates miss something
+        for body, message in [({"search_mode": "exact", "candidates": 5}, "candidates tune search_mode 'approx'"),
+                              ({"search_mode": "fast"}, "search_mode"),
+                              ({"search_mode": "approx", "list_fraction": 2.0}, "list_fraction")]:
+            r = c.post("/collections/papers/search", json={"query": "protein", **body}, headers=AUTH)
+            assert r.status_code == 422 and message in r.text, r.text
+
+
 def test_restart_reloads_the_model_by_name(tmp_path: Path, models_dir: Path, texts: list) -> None:
     """collection.json names the model; a restart finds it by name in whatever models directory is given now,
     including for the replay of logged writes (encoded by the shared model)."""
