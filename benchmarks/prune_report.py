@@ -54,10 +54,12 @@ VARIANTS: dict[str, tuple[str | None, PrunePlan]] = {
 }
 STACKS = {  # on top of a distilled folder of benchmarks/prune_distill.py (any of its VARIANTS)
     "{g}-vocab50": PrunePlan((P(method="vocab", vocab_keep=0.5),)),
+    "{g}-vocab35": PrunePlan((P(method="vocab", vocab_keep=0.35),)),
     "{g}-vocab50-int8": PrunePlan((P(method="vocab", vocab_keep=0.5), P(method="int8"))),
     "{g}-int8": PrunePlan((P(method="int8"),)),
     "{g}-bf16": PrunePlan((P(method="bf16"),)),
     "{g}-vocab50-bf16": PrunePlan((P(method="vocab", vocab_keep=0.5), P(method="bf16"))),
+    "{g}-vocab35-bf16": PrunePlan((P(method="vocab", vocab_keep=0.35), P(method="bf16"))),
 }
 SAMPLE_PER_SET = 500  # unlabelled corpus documents per training corpus for vocabulary usage
 
