@@ -137,6 +137,7 @@ def run_seismic(docs: SparseBatch, queries: SparseBatch, settings: list[str], tr
     started = time.perf_counter()
     index = seismic.SeismicIndex.build_from_dataset(dataset)
     build_s = time.perf_counter() - started
+    log.info("pyseismic-lsr built in %.1f s; timing its queries (keep the machine quiet)", build_s)
     del dataset
     string = seismic.get_seismic_string()
     comps = [np.array([str(t) for t in q.term_ids], dtype=string) for q in rows_of(queries)]
