@@ -105,6 +105,9 @@ class SearchOptions:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise InputError(f"unknown search option(s) {', '.join(unknown)}")
+        if changes.get("search_mode", "approx") != "approx":
+            # Leaving approx drops the stored approx knobs this call does not give (and so refuses those it does).
+            changes.update({name: None for name in APPROX_KNOBS if name not in changes})
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

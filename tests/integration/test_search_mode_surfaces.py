@@ -108,3 +108,16 @@ def test_bm25_bmp_is_its_exact_block_max_and_approx_stays_exact(tmp_path: Path,
     r = CliRunner().invoke(app, ["search", str(tmp_path / "bm25"), QUERIES[0], "--json", "--search-mode", "bmp"])
     assert r.exit_code == 0, r.output
     assert [(h["_id"], h["score"]) for h in json.loads(r.output)["hits"]] == ranking(index.search(QUERIES[0], 10))
+
+
+def test_stored_approx_defaults_give_way_to_a_call_in_another_mode() -> None:
+    from sparsearch.errors import InputError
+    from sparsearch.retriever.hybrid_options import SearchOptions
+
+    stored = SearchOptions(search_mode="approx", query_terms=4, candidates=50)
+    assert stored.sparse_search() == {"mode": "approx", "approx": ApproxSettings(query_terms=4, candidates=50)}
+    assert stored.override(search_mode="exact").sparse_search() == {}
+    assert stored.override(search_mode="bmp").sparse_search() == {"mode": "bmp", "approx": None}
+    assert stored.override(candidates=80).approx_settings() == ApproxSettings(query_terms=4, candidates=80)
+    with pytest.raises(InputError, match="candidates tune search_mode 'approx'"):
+        stored.override(search_mode="exact", candidates=80)
