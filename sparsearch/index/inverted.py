@@ -20,7 +20,7 @@ import numpy as np
 
 from sparsearch.errors import IndexFormatError
 from sparsearch.filters import parse_filter
-from sparsearch.index import kernels, small
+from sparsearch.index import impacts, kernels, small
 from sparsearch.index.blockmax import BlockRows
 from sparsearch.index.checksum import crc32_of_file, format_crc
 from sparsearch.index.config import IndexConfig, Scoring
@@ -69,6 +69,8 @@ class InvertedIndex(SegmentDocuments):
         self._n_live: int | None = None
         self._plans: list[_SegmentPlan] | None = None
         self._rows: dict[int, BlockRows] = {}
+        self._impacts: dict[int, _ImpactState] = {}
+        self._impacts_lock = threading.Lock()
 
     # ------------------------------------------------------------ opening
 
@@ -295,6 +297,10 @@ class InvertedIndex(SegmentDocuments):
             return TopK(scores, docs, counts)
         params = self._length_params()
         floors = () if method == "maxscore" else self._underflow_bounds(seg, params)
+        if method == "exhaustive" and plan.saturating:
+            fast = self._impact_arguments(plan, queries)
+            if fast is not None:
+                common, floors = fast
         bounds = self._bounds(seg, params) if method in ("pruned", "maxscore") else None
         if method == "blockmax":
             rows = self._block_rows(plan)
@@ -338,6 +344,33 @@ class InvertedIndex(SegmentDocuments):
             else:
                 kernels.search_many(*q, *common, *floors, seg.n_docs, scores, docs, counts)
         return TopK(scores, docs, counts)
+
+    def _impact_arguments(self, plan: "_SegmentPlan", queries: SparseBatch) -> tuple[tuple, tuple] | None:
+        """The segment's kernel arguments over precomputed BM25 impacts, once this snapshot has scored enough.
+
+        ``None`` until then (and past the memory budget): see
+        :mod:`sparsearch.index.impacts` for the rule and why the scores are
+        the same to the bit.
+        """
+        state = self._impacts.get(plan.base)
+        if state is None:
+            state = self._impacts[plan.base] = _ImpactState(impacts.statistics_key(plan.common))
+            found = impacts.cached(plan.seg.postings_weights, state.key)
+            if found is not None:
+                state.ready = (found.common(plan.common), found.floors())
+        if state.ready is not None or state.declined:
+            return state.ready
+        state.scored += impacts.postings_of(plan.seg.postings_offsets, queries.term_ids)
+        if state.scored < impacts.policy().build_ratio * plan.seg.n_postings:
+            return None
+        with self._impacts_lock:
+            if state.ready is None and not state.declined:
+                built = impacts.build(plan.common, state.key)
+                if built is None:
+                    state.declined = True
+                else:
+                    state.ready = (built.common(plan.common), built.floors())
+        return state.ready
 
     def hits(self, queries: SparseBatch, k: int, filter: Any = None, threads: int | None = None,
              where: str = "this index", method: str = "auto", mode: str = "exact",
@@ -435,6 +468,20 @@ class _SegmentPlan:
     base: int
     common: tuple  # the kernels' segment arguments, from postings_offsets to doc_base
     small: bool  # small enough for the NumPy path (index/small.py)
+
+    @property
+    def saturating(self) -> bool:
+        return self.common[4] != kernels.TRANSFORM_LINEAR
+
+
+@dataclass
+class _ImpactState:
+    """One segment's impacts in one snapshot: postings scored so far, and the impact arguments once built."""
+
+    key: tuple
+    scored: int = 0
+    ready: tuple[tuple, tuple] | None = None
+    declined: bool = False  # over the memory budget: this snapshot keeps the raw arguments
 
 
 def _method_for(plan: _SegmentPlan, method: str, k: int) -> str:

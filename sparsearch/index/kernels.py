@@ -95,6 +95,7 @@ from sparsearch.index.kernels_topk import (  # noqa: F401
     _sift_down,
     _worse,
     merge_top_k,
+    saturated_impacts,
     search_many,
     search_one,
 )

@@ -258,6 +258,14 @@ def _collect_top_k(acc, touched, n_touched, deleted, k, out_scores, out_docs, do
 # ---------------------------------------------------------------- scoring
 
 
+@njit(inline="always")
+def _length_term(d, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths):
+    """BM25's ``K(d)`` of document ``d``, float32: from its exact length, or Lucene's one-byte norm table."""
+    if use_exact_lengths:
+        return np.float32(k1 * (one_minus_b + b_over_avgdl * doc_lengths[d]))
+    return k_table[doc_norms[d]]
+
+
 @njit(cache=True, nogil=True)
 def _accumulate(
     q_terms, q_weights, postings_offsets, postings_docs, postings_weights, term_scales,
@@ -326,10 +334,8 @@ def _accumulate(
                 for p in range(lo, hi):
                     d = postings_docs[p]
                     w = np.float32(postings_weights[p]) * scale
-                    if use_exact_lengths:
-                        kd = np.float32(k1 * (one_minus_b + b_over_avgdl * doc_lengths[d]))
-                    else:
-                        kd = k_table[doc_norms[d]]
+                    kd = _length_term(d, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
+                                      use_exact_lengths)
                     a = acc[d]
                     if track:
                         touched[n_touched] = d
@@ -339,10 +345,8 @@ def _accumulate(
                 for p in range(lo, hi):
                     d = postings_docs[p]
                     w = np.float32(postings_weights[p]) * scale
-                    if use_exact_lengths:
-                        kd = np.float32(k1 * (one_minus_b + b_over_avgdl * doc_lengths[d]))
-                    else:
-                        kd = k_table[doc_norms[d]]
+                    kd = _length_term(d, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths,
+                                      use_exact_lengths)
                     a = acc[d]
                     updated = a + qs * (w / (w + kd))
                     if track:
@@ -350,6 +354,33 @@ def _accumulate(
                         n_touched += (a == 0.0) & (updated != 0.0)
                     acc[d] = updated
     return n_touched
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def saturated_impacts(postings_offsets, postings_docs, postings_weights, term_scales, k_table, doc_norms, k1,
+                      b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths):
+    """Every posting's ``w / (w + K(d))`` under one snapshot's statistics, float32, and the smallest of them.
+
+    The same float32 operations (:func:`_length_term`), on the same argument
+    types, as the saturating branch of :func:`_accumulate`, so ``q * impact`` equals that branch's
+    contribution to the bit and a linear scan over these impacts ranks and
+    scores exactly as the saturating one does, without a length-norm lookup
+    and a division per posting (:mod:`sparsearch.index.impacts`).
+    """
+    n_terms = len(postings_offsets) - 1
+    out = np.empty(len(postings_docs), np.float32)
+    for t in prange(n_terms):
+        scale = term_scales[t]
+        for p in range(postings_offsets[t], postings_offsets[t + 1]):
+            d = postings_docs[p]
+            w = np.float32(postings_weights[p]) * scale
+            kd = _length_term(d, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths)
+            out[p] = w / (w + kd)
+    smallest = np.float32(np.inf)
+    for p in range(len(out)):
+        if out[p] < smallest:
+            smallest = out[p]
+    return out, smallest
 
 
 #: A query scans the whole accumulator instead of listing touched documents when the segment holds at most

@@ -24,6 +24,7 @@ import numpy as np
 
 from sparsearch.index import kernels, small
 from sparsearch.scoring import LengthNorm, Scoring
+from sparsearch.retriever import query_batch
 from sparsearch.retriever.analysis import LuceneEnglishAnalyzer, WordPieceAnalyzer
 from sparsearch.retriever.vocab import Vocabulary
 from sparsearch.types import CollectionStats, Document, SparseBatch, compact_offsets
@@ -108,8 +109,11 @@ class BM25Encoder:
             self.analyzer = self._lucene
             self.vocab = vocab or Vocabulary()
         self._id_cache: dict[str, int] = {}
-        self._query_ids: dict[str, int] = {}  # raw query token -> term id (-1: stop word); see query_terms
+        self._query_ids: dict[str, int] = {}  # raw query token -> term id (-1: dropped or unknown); see query_terms
+        self._unknown_tokens: list[str] = []  # tokens cached as unknown while the vocabulary had _known_size terms
+        self._known_size = -1
         self._idf: tuple[CollectionStats, dict[int, float]] | None = None
+        self._idf_array: tuple[CollectionStats, np.ndarray, np.ndarray] | None = None  # (stats, idf, known?)
 
     @property
     def scoring(self) -> Scoring:
@@ -171,24 +175,41 @@ class BM25Encoder:
 
         Raw tokens map to ids through one cache (``_query_ids``) instead of two
         lookups (token -> term -> id): a query is a dozen tokens, and those
-        lookups were most of its analysis.  Only ids and stop words are cached:
-        ids never move (the vocabulary only grows), while a word unknown now
-        may be indexed later, so it is looked up again every time.
+        lookups were most of its analysis.  Ids never move (the vocabulary
+        only grows); a word unknown now may be indexed later, so unknown
+        tokens are cached only until the vocabulary grows.
         """
         if self._wordpiece is not None:
             return [t for t in self._wordpiece.token_ids([query])[0] if t < len(self.vocab)]
-        cache = self._query_ids
+        cache = self._query_token_cache()
         out = []
         for tok in self._lucene.raw_tokens(query):
             i = cache.get(tok)
             if i is None:
-                term = self._lucene.normalize(tok)
-                i = -1 if term is None else self.vocab.get(term)
-                if term is None or i >= 0:
-                    cache[tok] = i
+                i = self._token_id(tok)
             if i >= 0:
                 out.append(i)
         return out
+
+    def _query_token_cache(self) -> dict[str, int]:
+        """``_query_ids``, without the tokens cached as unknown if the vocabulary has grown since."""
+        size = len(self.vocab)
+        if size != self._known_size:
+            cache, unknown = self._query_ids, self._unknown_tokens
+            self._unknown_tokens = []
+            for token in unknown:
+                cache.pop(token, None)
+            self._known_size = size  # read before the purge: a term added meanwhile triggers the next one
+        return self._query_ids
+
+    def _token_id(self, token: str) -> int:
+        """A raw token's term id, -1 if it is dropped or unknown (cached; see :meth:`_query_token_cache`)."""
+        term = self._lucene.normalize(token)
+        i = -1 if term is None else self.vocab.get(term)
+        if term is not None and i < 0:
+            self._unknown_tokens.append(token)
+        self._query_ids[token] = i
+        return i
 
     def _idf_of(self, stats: CollectionStats, terms: Iterable[int]) -> dict[int, float]:
         """IDF of ``terms`` under ``stats`` (0.0 for a term no live document holds), cached per snapshot.
@@ -222,6 +243,8 @@ class BM25Encoder:
         """
         if stats is None:
             raise ValueError("BM25 query weights need collection statistics")
+        if len(queries) >= query_batch.MIN_BATCH and self._wordpiece is None:
+            return self._encode_query_batch(queries, stats)
         rows = []
         for q in queries:
             counts: dict[int, int] = {}
@@ -244,6 +267,43 @@ class BM25Encoder:
         # boost * idf, both float32, as Lucene multiplies them.
         product = np.asarray(boosts, np.float32) * np.asarray(weights, np.float32)
         return SparseBatch(np.asarray(offsets, np.int64), np.asarray(term_ids, np.int32), product)
+
+    def _encode_query_batch(self, queries: Sequence[str], stats: CollectionStats) -> SparseBatch:
+        """:meth:`encode_queries` for many queries in whole-batch steps (:mod:`query_batch`); the same rows."""
+        token_rows = query_batch.raw_token_rows(queries, self._lucene.raw_tokens)
+        tokens = list(itertools.chain.from_iterable(token_rows))
+        ids = list(map(self._query_token_cache().get, tokens))
+        if None in ids:
+            ids = [self._token_id(tok) if i is None else i for tok, i in zip(tokens, ids)]
+        lengths = np.fromiter(map(len, token_rows), np.int64, count=len(token_rows))
+        offsets, term_ids, counts = query_batch.distinct_counts(np.asarray(ids, np.int64), lengths, len(self.vocab))
+        idf = self._idf_values(stats, term_ids)
+        keep = idf > 0.0  # only a term no live document holds has idf 0
+        rows = np.repeat(np.arange(len(queries)), np.diff(offsets))
+        offsets = np.zeros(len(queries) + 1, np.int64)
+        np.cumsum(np.bincount(rows[keep], minlength=len(queries)), out=offsets[1:])
+        # count * idf, both float32, as Lucene multiplies them.
+        return SparseBatch(offsets, term_ids[keep], counts[keep].astype(np.float32) * idf[keep])
+
+    def _idf_values(self, stats: CollectionStats, term_ids: np.ndarray) -> np.ndarray:
+        """float32 IDF of ``term_ids`` under ``stats``: :meth:`_idf_of`'s values, from an array filled as needed."""
+        cached = self._idf_array
+        if cached is None or cached[0] is not stats or len(cached[1]) < len(self.vocab):
+            size = len(self.vocab)
+            values, known = np.zeros(size, np.float32), np.zeros(size, bool)
+            if cached is not None and cached[0] is stats:
+                values[: len(cached[1])], known[: len(cached[2])] = cached[1], cached[2]
+            cached = self._idf_array = (stats, values, known)
+        _, values, known = cached
+        missing = np.unique(term_ids[~known[term_ids]])
+        if len(missing):
+            df = stats.doc_freq
+            freq = np.zeros(len(missing), np.int64)
+            inside = missing < len(df)
+            freq[inside] = df[missing[inside]]
+            values[missing] = np.where(freq > 0, bm25_idf(freq, stats.n_docs), np.float32(0.0))
+            known[missing] = True
+        return values[term_ids]
 
     # ------------------------------------------------------------ persistence
 
