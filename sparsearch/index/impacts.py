@@ -109,6 +109,12 @@ def _held_bytes(excluding: int) -> int:
     return sum(entry[2].impacts.nbytes for key, entry in _cache.items() if key != excluding)
 
 
+def held_bytes() -> int:
+    """Bytes the impacts of every live segment hold now (for memory reports)."""
+    with _lock:
+        return _held_bytes(-1)
+
+
 def statistics_key(common: tuple) -> tuple:
     """What the impacts depend on besides the segment: the norm table and the length parameters."""
     k_table, _norms, k1, b_over_avgdl, one_minus_b, _lengths, exact = common[5:12]
