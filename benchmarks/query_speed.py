@@ -64,45 +64,12 @@ def sparsearch_index(corpus: Path, work: Path) -> Any:
     return Index.open(path)
 
 
-def _bm25s_tokenize(texts: list[str]) -> Any:
-    import bm25s
-    import Stemmer
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
-
-
-def _bm25s_tokenize_parallel(texts: list[str], workers: int) -> Any:
-    """``bm25s.tokenize`` over ``workers`` processes: each chunk's vocabulary merged, its ids mapped to the merged one.
-
-    The same tokens per document as one call (bm25s' tokenizer is pure
-    Python, ~10 min for 10^6 documents on one core); only the ids differ.
-    """
-    import multiprocessing
-
-    from bm25s.tokenization import Tokenized
-
-    step = -(-len(texts) // workers)
-    chunks = [texts[i:i + step] for i in range(0, len(texts), step)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        parts = pool.map(_bm25s_tokenize, chunks)
-    vocab: dict[str, int] = {}
-    ids: list[list[int]] = []
-    for part in parts:
-        remap = np.zeros(len(part.vocab), np.int64)
-        for token, i in part.vocab.items():
-            remap[i] = vocab.setdefault(token, len(vocab))
-        ids.extend(remap[np.asarray(doc, np.int64)].tolist() for doc in part.ids)
-    return Tokenized(ids=ids, vocab=vocab)
-
-
-def bm25s_search(corpus: Path, workers: int = 1) -> tuple[Callable[[list[str], int, int], Any], float]:
+def bm25s_search(corpus: Path) -> tuple[Callable[[list[str], int, int], Any], float]:
     """bm25s (numba backend, Lucene's BM25, k1 0.9, b 0.4) as ``search(texts, k, threads) -> ids``, and its build time.
 
     Built in this process every run: an index saved by bm25s 0.3.16 and
     loaded back crashed its numba retrieval (segmentation fault) on the 10^5
-    corpus, where the same index built in process did not.  ``workers`` > 1
-    tokenizes the corpus in that many processes (the build time then is not
-    bm25s' own single-process figure).
+    corpus, where the same index built in process did not.
     """
     import bm25s
     import Stemmer
@@ -111,7 +78,7 @@ def bm25s_search(corpus: Path, workers: int = 1) -> tuple[Callable[[list[str], i
     t = time.perf_counter()
     with open(corpus / "corpus.jsonl", encoding="utf-8") as f:
         texts = [(lambda d: f"{d.get('title', '')} {d['text']}")(json.loads(line)) for line in f]
-    tokens = _bm25s_tokenize(texts) if workers <= 1 else _bm25s_tokenize_parallel(texts, workers)
+    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
     del texts
     model = bm25s.BM25(method="lucene", k1=0.9, b=0.4, backend="numba")
     model.index(tokens, show_progress=False)
@@ -121,8 +88,17 @@ def bm25s_search(corpus: Path, workers: int = 1) -> tuple[Callable[[list[str], i
 
     def search(texts: list[str], k: int, threads: int) -> Any:
         q = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
-        q = [[t for t in x if t in vocab] or [""] for x in q]  # words the corpus lacks score nothing
-        return model.retrieve(q, k=k, n_threads=threads, backend_selection="numba", show_progress=False)[0]
+        q = [[t for t in x if t in vocab] for x in q]  # words the corpus lacks score nothing
+        # A query left with no word gets no hits without asking bm25s: its stand-in, the empty token, has an id
+        # past its score matrix (0.3.16 adds "" to the vocabulary after building the matrix), which read out of
+        # bounds and crashed its numba retrieval on NFCorpus.
+        asked = [i for i, x in enumerate(q) if x]
+        ids = np.full((len(q), k), -1, np.int64)
+        if asked:
+            found = model.retrieve([q[i] for i in asked], k=k, n_threads=threads, backend_selection="numba",
+                                   show_progress=False)[0]
+            ids[asked] = found
+        return ids
 
     return search, build
 
@@ -132,7 +108,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
     index = sparsearch_index(corpus, work)
-    peer, peer_build = bm25s_search(corpus, args.peer_workers)
+    peer, peer_build = bm25s_search(corpus)
     one = queries[: args.one_at_a_time] if args.one_at_a_time else queries
     k = args.k
     configs: dict[str, tuple[Callable[[], Any], int]] = {}
@@ -170,7 +146,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "n_docs": index.n_docs, "n_queries": len(queries), "n_one_at_a_time": len(one), "k": k,
         "index_bytes": _dir_bytes(work / "sparsearch"), "bm25s_build_seconds": peer_build,
-        "bm25s_tokenize_workers": args.peer_workers, "impact_bytes": _impact_bytes(),
+        "impact_bytes": _impact_bytes(),
         "equals_exhaustive": same, "qps": qps, "wall_clock_qps": wall_qps,
     }
     for line in report_lines(name, out, args.threads, args.methods):
@@ -278,8 +254,6 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sparsearch-query-speed"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "query_speed.json")
     parser.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "img" / "query_speed.png")
-    parser.add_argument("--peer-workers", type=int, default=1,
-                        help="processes tokenizing the corpus for bm25s' build (query timing is unaffected)")
     parser.add_argument("--by-postings", action="store_true",
                         help="instead: per-query cost of each method against exhaustive, by postings read")
     args = parser.parse_args()
