@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsearch.index import kernels
+from sparsearch.index import kernels, kernels_topk
 from sparsearch.index.config import IndexConfig, Scoring
 from sparsearch.index.inverted import InvertedIndex
 from sparsearch.index.segment import build_segment
@@ -92,6 +92,38 @@ def test_collect_top_k_many_random_cases() -> None:
         want_s, want_d = reference(scores, docs, deleted, k, doc_base)
         np.testing.assert_array_equal(got_d, want_d)
         np.testing.assert_array_equal(got_s, want_s)
+
+
+def test_the_two_pass_dense_collector_matches_lexsort() -> None:
+    """``_collect_dense`` (chunk maxima, then a heap over the chunks that can reach the k-th) against the reference.
+
+    Sizes around whole and partial chunks and fewer chunks than k; ties
+    across chunk borders (quantized and equal scores); deleted documents
+    holding the best scores, which the chunk maxima must not count.
+    """
+    rng = np.random.default_rng(23)
+    chunk = kernels_topk._DENSE_CHUNK
+    for trial in range(400):
+        n = int(rng.choice([1, 7, chunk - 1, chunk, chunk + 1, 10 * chunk, 33 * chunk + 5, 5000, 20000]))
+        k = int(rng.choice([1, 2, 10, 31, 32]))
+        touched = int(rng.integers(0, n + 1))
+        docs = rng.permutation(n)[:touched].astype(np.int32)
+        scores = random_scores(rng, touched, str(rng.choice(["quantized", "gamma", "wide", "equal"])))
+        deleted = np.zeros(0, np.uint8)
+        if trial % 3 == 1:
+            deleted = (rng.random(n) < rng.random() * 0.5).astype(np.uint8)
+        elif trial % 3 == 2 and touched:  # the best documents deleted: their chunks' maxima must ignore them
+            deleted = np.zeros(n, np.uint8)
+            deleted[docs[np.argsort(-scores, kind="stable")[: 2 * k]]] = 1
+        acc = np.zeros(n, np.float32)
+        acc[docs] = scores
+        out_scores, out_docs = np.zeros(k, np.float32), np.zeros(k, np.int64)
+        doc_base = int(rng.integers(0, 1 << 33))
+        got = kernels_topk._collect_dense(acc, deleted, k, out_scores, out_docs, doc_base)
+        assert not acc.any(), "the accumulator must be left zeroed"
+        want_s, want_d = reference(scores, docs, deleted, k, doc_base)
+        np.testing.assert_array_equal(out_docs[:got], want_d)
+        np.testing.assert_array_equal(out_scores[:got].view(np.uint32), want_s.view(np.uint32))
 
 
 @pytest.mark.parametrize("k", [10, 100, 1000, 3000])
