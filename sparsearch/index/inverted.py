@@ -410,8 +410,10 @@ class InvertedIndex(SegmentDocuments):
                 return [Hits([], np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
             top = filtering.search(self, queries, top_k, parsed, threads=threads, method=method, where=where)
         resolve, fetch = self.resolve_ids, self.stored_fields
-        counts = top.counts.tolist()
-        return [Hits(None, top.scores[q, :n], top.doc_ids[q, :n], resolve, fetch) for q, n in enumerate(counts)]
+        full = top.scores.shape[1]
+        # Row views from one C-level iteration; a second slice only for a row with fewer than k hits.
+        return [Hits(None, s if n == full else s[:n], d if n == full else d[:n], resolve, fetch)
+                for s, d, n in zip(list(top.scores), list(top.doc_ids), top.counts.tolist())]
 
 
 _extremes: dict[int, tuple[Any, np.float32, float]] = {}

@@ -14,6 +14,7 @@ for a few queries, where NumPy's fixed costs would dominate.
 from __future__ import annotations
 
 import itertools
+import operator
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,12 +28,13 @@ MIN_BATCH = 8
 def raw_token_rows(queries: Sequence[str], raw_tokens: Callable[[str], list[str]]) -> list[list[str]]:
     """Each query's lower-cased raw tokens, as ``raw_tokens`` gives them, with one ``findall`` per query in C."""
     lowered = list(map(str.lower, queries))
-    ascii_only = list(map(str.isascii, lowered))
-    if all(ascii_only):
-        rows = list(map(ASCII_TOKEN_PATTERN.findall, lowered))
-    else:  # the analyzer's choice per query: the full Unicode pattern only where it is needed (it is slower)
-        rows = [(ASCII_TOKEN_PATTERN if a else TOKEN_PATTERN).findall(q) for q, a in zip(lowered, ascii_only)]
-    if max(map(len, itertools.chain.from_iterable(rows)), default=0) > MAX_TOKEN_LENGTH:
+    rows = list(map(ASCII_TOKEN_PATTERN.findall, lowered))
+    # The analyzer's choice per query: the full Unicode pattern (slower) only for the queries that need it.
+    for i in itertools.compress(range(len(lowered)), map(operator.not_, map(str.isascii, lowered))):
+        rows[i] = TOKEN_PATTERN.findall(lowered[i])
+    # A token can only be over-long in a query that is: test the queries' lengths first (one per query).
+    if max(map(len, lowered), default=0) > MAX_TOKEN_LENGTH and \
+            max(map(len, itertools.chain.from_iterable(rows)), default=0) > MAX_TOKEN_LENGTH:
         return [raw_tokens(q) for q in queries]  # over-long tokens are split: the analyzer's own rule
     return rows
 
