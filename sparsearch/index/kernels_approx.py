@@ -63,8 +63,10 @@ def _candidate_pass(q_terms, q_weights, term_scales, imp_offsets, imp_docs, imp_
         qw = np.float32(q_weights[i]) * term_scales[t]
         lo = imp_offsets[t]
         hi = min(imp_offsets[t + 1], lo + list_len)
-        for p in range(lo, hi):
-            d = imp_docs[p]
+        first = np.uint64(lo)  # unsigned indices: no negative-index wraparound per load and store
+        for j in range(np.uint64(hi - lo)):
+            p = first + j
+            d = np.uint64(imp_docs[p])
             a = acc[d]
             updated = a + qw * np.float32(imp_weights[p])
             touched[n_touched] = d
