@@ -142,10 +142,10 @@ def build(common: tuple, key: tuple) -> SegmentImpacts | None:
     with _lock:
         if need + _held_bytes(id(anchor)) > policy().max_bytes:
             return None
-    impacts, smallest = kernels.saturated_impacts(offsets, docs, weights, scales, k_table, norms, k1, b_over_avgdl,
-                                                  one_minus_b, lengths, exact)
+    impacts = kernels.saturated_impacts(offsets, docs, weights, scales, k_table, norms, k1, b_over_avgdl,
+                                        one_minus_b, lengths, exact)
     result = SegmentImpacts(impacts, np.ones(len(offsets) - 1, np.float32),
-                            np.float32(smallest) if len(impacts) else np.float32(0.0))
+                            impacts.min() if len(impacts) else np.float32(0.0))
     try:
         ref = weakref.ref(anchor, lambda r, k=id(anchor): _forget(k, r))
     except TypeError:

@@ -362,7 +362,7 @@ def _accumulate(
 @njit(parallel=True, cache=True, nogil=True)
 def saturated_impacts(postings_offsets, postings_docs, postings_weights, term_scales, k_table, doc_norms, k1,
                       b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths):
-    """Every posting's ``w / (w + K(d))`` under one snapshot's statistics, float32, and the smallest of them.
+    """Every posting's ``w / (w + K(d))`` under one snapshot's statistics, float32.
 
     The same float32 operations (:func:`_length_term`), on the same argument
     types, as the saturating branch of :func:`_accumulate`, so ``q * impact`` equals that branch's
@@ -379,11 +379,7 @@ def saturated_impacts(postings_offsets, postings_docs, postings_weights, term_sc
             w = np.float32(postings_weights[p]) * scale
             kd = _length_term(d, k_table, doc_norms, k1, b_over_avgdl, one_minus_b, doc_lengths, use_exact_lengths)
             out[p] = w / (w + kd)
-    smallest = np.float32(np.inf)
-    for p in range(len(out)):
-        if out[p] < smallest:
-            smallest = out[p]
-    return out, smallest
+    return out
 
 
 #: A query scans the whole accumulator instead of listing touched documents when the segment holds at most

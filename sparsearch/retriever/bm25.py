@@ -94,6 +94,15 @@ def bm25_idf(doc_freq: np.ndarray, n_docs: int) -> np.ndarray:
     return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
+def _live_idf(stats: CollectionStats, term_ids: np.ndarray) -> np.ndarray:
+    """float32 :func:`bm25_idf` of ``term_ids`` under ``stats``; 0 for a term no live document holds."""
+    df = stats.doc_freq
+    freq = np.zeros(len(term_ids), np.int64)
+    inside = term_ids < len(df)
+    freq[inside] = df[term_ids[inside]]
+    return np.where(freq > 0, bm25_idf(freq, stats.n_docs), np.float32(0.0))
+
+
 class BM25Encoder:
     name: ClassVar[str] = "bm25"
 
@@ -225,14 +234,7 @@ class BM25Encoder:
         table = cached[1]
         missing = [t for t in terms if t not in table]
         if missing:
-            df = stats.doc_freq
-            ids = np.asarray(missing, np.int64)
-            known = ids < len(df)
-            freq = np.zeros(len(ids), np.int64)
-            freq[known] = df[ids[known]]
-            idf = bm25_idf(freq, stats.n_docs)
-            for t, f, w in zip(missing, freq.tolist(), idf.tolist()):
-                table[t] = w if f > 0 else 0.0
+            table.update(zip(missing, _live_idf(stats, np.asarray(missing, np.int64)).tolist()))
         return table
 
     def encode_queries(self, queries: Sequence[str], stats: CollectionStats | None = None) -> SparseBatch:
@@ -297,11 +299,7 @@ class BM25Encoder:
         _, values, known = cached
         missing = np.unique(term_ids[~known[term_ids]])
         if len(missing):
-            df = stats.doc_freq
-            freq = np.zeros(len(missing), np.int64)
-            inside = missing < len(df)
-            freq[inside] = df[missing[inside]]
-            values[missing] = np.where(freq > 0, bm25_idf(freq, stats.n_docs), np.float32(0.0))
+            values[missing] = _live_idf(stats, missing)
             known[missing] = True
         return values[term_ids]
 
