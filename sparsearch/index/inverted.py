@@ -71,6 +71,7 @@ class InvertedIndex(SegmentDocuments):
         self._rows: dict[int, BlockRows] = {}
         self._impacts: dict[int, _ImpactState] = {}
         self._impacts_lock = threading.Lock()
+        self._single: tuple | None = None  # hits_one's kernel arguments, once they can no longer change
 
     # ------------------------------------------------------------ opening
 
@@ -298,7 +299,7 @@ class InvertedIndex(SegmentDocuments):
         params = self._length_params()
         floors = () if method == "maxscore" else self._underflow_bounds(seg, params)
         if method == "exhaustive" and plan.saturating:
-            fast = self._impact_arguments(plan, queries)
+            fast = self._impact_arguments(plan, queries.term_ids)
             if fast is not None:
                 common, floors = fast
         bounds = self._bounds(seg, params) if method in ("pruned", "maxscore") else None
@@ -345,7 +346,54 @@ class InvertedIndex(SegmentDocuments):
                 kernels.search_many(*q, *common, *floors, seg.n_docs, scores, docs, counts)
         return TopK(scores, docs, counts)
 
-    def _impact_arguments(self, plan: "_SegmentPlan", queries: SparseBatch) -> tuple[tuple, tuple] | None:
+    def hits_one(self, term_ids: np.ndarray, weights: np.ndarray, k: int) -> Hits | None:
+        """Exact top-``k`` of one unfiltered query row on the calling thread; ``None`` where :meth:`hits` must serve it.
+
+        The same kernel, arguments and hits as ``hits`` with one query, minus
+        the batch machinery around them (a batch object, per-call plan and
+        argument lookups, a result matrix and its row views): on a small
+        collection that machinery cost as much as the scoring, and one query
+        at a time is what the service and interactive users run.  Only the
+        common case takes this path: one segment, large enough for the
+        compiled kernel, exhaustive (``auto``) scoring.
+        ``term_ids`` int32 and ``weights`` float32, as in a :class:`SparseBatch` row.
+        """
+        single = self._single
+        if single is None:
+            plans = self._segment_plans()
+            if len(plans) != 1 or plans[0].small:
+                return None
+            single = self._single_arguments(plans[0], term_ids)
+        args, seg_docs, live = single
+        acc, touched, hist = self._workspace(seg_docs)
+        top_k = min(int(k), live)  # k clamped to the live documents, as in hits()
+        scores = np.empty(top_k, np.float32)
+        docs = np.empty(top_k, np.int64)
+        n = kernels.search_one(term_ids, weights, top_k, *args, acc[:seg_docs], touched[: seg_docs + 1], hist,
+                               scores, docs)
+        return Hits(None, scores[:n], docs[:n], self.resolve_ids, self.stored_fields)
+
+    def _single_arguments(self, plan: "_SegmentPlan", term_ids: np.ndarray) -> tuple[tuple, int, int]:
+        """``search_one``'s segment arguments for :meth:`hits_one`, the segment's id space and the live count.
+
+        Kept for the snapshot once final (impacts built or declined, or a
+        linear index); until then each query's postings count toward the
+        impact rule, as in :meth:`search`.
+        """
+        common, floors = plan.common, self._underflow_bounds(plan.seg, self._length_params())
+        final = True
+        if plan.saturating:
+            fast = self._impact_arguments(plan, term_ids)
+            state = self._impacts[plan.base]
+            final = state.ready is not None or state.declined
+            if fast is not None:
+                common, floors = fast
+        single = ((*common, *floors), plan.seg.n_docs, max(self.n_docs, 1))
+        if final:
+            self._single = single
+        return single
+
+    def _impact_arguments(self, plan: "_SegmentPlan", term_ids: np.ndarray) -> tuple[tuple, tuple] | None:
         """The segment's kernel arguments over precomputed BM25 impacts, once this snapshot has scored enough.
 
         ``None`` until then (and past the memory budget): see
@@ -360,7 +408,7 @@ class InvertedIndex(SegmentDocuments):
                 state.ready = (found.common(plan.common), found.floors())
         if state.ready is not None or state.declined:
             return state.ready
-        state.scored += impacts.postings_of(plan.seg.postings_offsets, queries.term_ids)
+        state.scored += impacts.postings_of(plan.seg.postings_offsets, term_ids)
         if state.scored < impacts.policy().build_ratio * plan.seg.n_postings:
             return None
         with self._impacts_lock:

@@ -23,9 +23,19 @@ import numpy as np
 
 from sparsearch.index.kernels_forward import query_weights, score_doc
 from sparsearch.index.kernels_jit import njit
-from sparsearch.index.kernels_topk import RADIX_BUCKETS, _RADIX_MIN_CANDIDATES, _collect_top_k, _largest_by_heap
+from sparsearch.index.kernels_topk import (
+    DENSE_DOCS_PER_POSTING,
+    RADIX_BUCKETS,
+    _RADIX_MIN_CANDIDATES,
+    _collect_dense,
+    _collect_top_k,
+    _largest_by_heap,
+)
 
 prange = range  # numba.prange once the kernels are compiled (kernels_jit.materialize)
+
+#: Candidate counts up to which the candidate pass may collect by scanning (a heap of that size per query).
+_SCAN_MAX_CANDIDATES = 4096
 
 
 @njit(cache=True, nogil=True)
@@ -48,12 +58,16 @@ def _kept_terms(q_terms, q_weights, term_scales, imp_offsets, imp_weights, n_kee
 
 
 @njit(cache=True, nogil=True)
-def _candidate_pass(q_terms, q_weights, term_scales, imp_offsets, imp_docs, imp_weights, n_keep, list_len, keep,
+def _candidate_pass(q_terms, q_weights, term_scales, imp_offsets, imp_docs, imp_weights, list_len, keep,
                     acc, touched):
-    """Accumulate partial scores from the kept terms' list prefixes; returns #touched (query order kept)."""
+    """Accumulate partial scores from the kept terms' list prefixes; returns #touched (query order kept).
+
+    ``keep``: the query-term cut (:func:`_kept_terms`).  An empty ``touched``
+    turns the touched list off (returns 0; see :func:`_scan_pays`).
+    """
     n_terms = len(imp_offsets) - 1
-    _kept_terms(q_terms, q_weights, term_scales, imp_offsets, imp_weights, n_keep, keep)
     n_touched = 0
+    track = len(touched) > 0
     for i in range(len(q_terms)):
         if not keep[i]:
             continue
@@ -64,15 +78,42 @@ def _candidate_pass(q_terms, q_weights, term_scales, imp_offsets, imp_docs, imp_
         lo = imp_offsets[t]
         hi = min(imp_offsets[t + 1], lo + list_len)
         first = np.uint64(lo)  # unsigned indices: no negative-index wraparound per load and store
-        for j in range(np.uint64(hi - lo)):
-            p = first + j
-            d = np.uint64(imp_docs[p])
-            a = acc[d]
-            updated = a + qw * np.float32(imp_weights[p])
-            touched[n_touched] = d
-            n_touched += (a == 0.0) & (updated != 0.0)
-            acc[d] = updated
+        if track:
+            for j in range(np.uint64(hi - lo)):
+                p = first + j
+                d = np.uint64(imp_docs[p])
+                a = acc[d]
+                updated = a + qw * np.float32(imp_weights[p])
+                touched[n_touched] = d
+                n_touched += (a == 0.0) & (updated != 0.0)
+                acc[d] = updated
+        else:
+            for j in range(np.uint64(hi - lo)):
+                p = first + j
+                d = np.uint64(imp_docs[p])
+                acc[d] = acc[d] + qw * np.float32(imp_weights[p])
     return n_touched
+
+
+@njit(cache=True, nogil=True)
+def _scan_pays(q_terms, keep, imp_offsets, list_len, n_docs, n_cand):
+    """Whether the candidate pass reads enough postings that scanning every score beats listing touched ones.
+
+    The touched list costs a store per posting and, to collect, two random
+    reads per touched document across the whole accumulator; a scan reads
+    the accumulator once in order (:func:`kernels_topk._collect_dense`).
+    The exhaustive kernel's rule (:func:`kernels_topk._dense_pays`), on the
+    postings this pass reads.
+    """
+    if n_cand > _SCAN_MAX_CANDIDATES:
+        return False
+    n_terms = len(imp_offsets) - 1
+    total = 0
+    for i in range(len(q_terms)):
+        t = q_terms[i]
+        if keep[i] and 0 <= t < n_terms:
+            total += min(imp_offsets[t + 1] - imp_offsets[t], list_len)
+    return n_docs <= DENSE_DOCS_PER_POSTING * total
 
 
 @njit(cache=True, nogil=True)
@@ -119,9 +160,15 @@ def approx_one(q_terms, q_weights, k, n_cand, n_keep, list_len, term_scales, imp
     ``slot_of`` int32 -1 per term, ``keep`` one bool per query position,
     ``cand_*`` ``n_cand`` slots; every scratch array is left as it was found.
     """
-    n_touched = _candidate_pass(q_terms, q_weights, term_scales, imp_offsets, imp_docs, imp_weights, n_keep,
-                                list_len, keep, acc, touched)
-    n = _collect_top_k(acc, touched, n_touched, excluded, n_cand, cand_scores, cand_docs, 0, hist)
+    _kept_terms(q_terms, q_weights, term_scales, imp_offsets, imp_weights, n_keep, keep)
+    if _scan_pays(q_terms, keep, imp_offsets, list_len, len(acc), n_cand):
+        _candidate_pass(q_terms, q_weights, term_scales, imp_offsets, imp_docs, imp_weights, list_len, keep, acc,
+                        touched[:0])
+        n = _collect_dense(acc, excluded, n_cand, cand_scores, cand_docs, 0)
+    else:
+        n_touched = _candidate_pass(q_terms, q_weights, term_scales, imp_offsets, imp_docs, imp_weights, list_len,
+                                    keep, acc, touched)
+        n = _collect_top_k(acc, touched, n_touched, excluded, n_cand, cand_scores, cand_docs, 0, hist)
     return rank_rescored(cand_docs, n, q_terms, q_weights, term_scales, fwd_offsets, fwd_terms, fwd_weights, k,
                          doc_base, len(imp_offsets) - 1, out_bits, out_docs)
 

@@ -32,7 +32,7 @@ from sparsearch.index.writer import IndexWriter, LiveSettings
 from sparsearch.protocols import Encoder, SparseEncoder, StreamingEncoder
 from sparsearch.scoring import Scoring
 from sparsearch.retriever.registry import encoder_class
-from sparsearch.types import Document, Hits
+from sparsearch.types import Document, Hits, SparseBatch
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,31 @@ class Retriever:
         ``mode`` / ``approx``: ``"exact"``, ``"bmp"`` or ``"approx"`` with an
         ``ApproxSettings`` (:mod:`sparsearch.index.approx`; learned sparse indexes).
         """
+        if filter is None and method == "auto" and mode == "exact" and approx is None:
+            one = getattr(self.encoder, "encode_query", None)
+            if one is not None and self.writer.fmt is SPARSE:
+                return self._search_one(query, k, one)
         return self.search_batch([query], k, threads=1, filter=filter, method=method, mode=mode, approx=approx)[0]
+
+    def _search_one(self, query: str, k: int, encode_one: Any) -> Hits:
+        """The plain one-query search (no filter, default method and mode) on the calling thread.
+
+        The encoder's one-query row and the snapshot's one-query kernel call
+        (``InvertedIndex.hits_one``) skip the batch objects of
+        :meth:`search_batch`; a snapshot that needs the general path (several
+        segments, a small one) gets the same row through it.  Same hits either way.
+        """
+        self.writer.check_open()
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        snapshot = self.writer.snapshot
+        term_ids, weights = encode_one(query, snapshot.stats)
+        hits = snapshot.hits_one(term_ids, weights, k)
+        if hits is None:
+            row = SparseBatch(np.array([0, len(term_ids)], np.int64), term_ids, weights)
+            hits = snapshot.hits(row, k, None, threads=1,
+                                 where="this collection" if self.writer.live_mode else "this index")[0]
+        return hits
 
     def search_batch(self, queries: Sequence[str], k: int = 10, threads: int | None = None,
                      filter: Any = None, method: str = "auto", mode: str = "exact", approx: Any = None) -> list[Hits]:

@@ -154,3 +154,66 @@ def test_block_bounds_never_understate_a_block() -> None:
     scores = dense @ q
     for b in range(25):
         assert ub[b] >= scores[perm[b * 8:(b + 1) * 8]].max()
+
+
+def _approx_reference(docs: list[dict[int, float]], q_terms: np.ndarray, q_weights: np.ndarray, imp: tuple,
+                      k: int, n_cand: int, n_keep: int, list_len: int, excluded: np.ndarray) -> list[int]:
+    """The approximate search spelled out in NumPy: cut, prefix partial scores, candidates, exact re-scoring."""
+    imp_offsets, imp_docs, imp_weights = imp
+    bound = [float(w) * float(imp_weights[imp_offsets[t]]) if imp_offsets[t + 1] > imp_offsets[t] else -1.0
+             for t, w in zip(q_terms, q_weights)]
+    order = np.argsort(-np.array(bound), kind="mergesort")
+    keep = {int(i) for i in order[:n_keep] if bound[i] >= 0}
+    acc = np.zeros(len(docs), np.float32)
+    for i, (t, w) in enumerate(zip(q_terms, q_weights)):
+        if i in keep:
+            lo = imp_offsets[t]
+            hi = min(imp_offsets[t + 1], lo + list_len)
+            d = imp_docs[lo:hi].astype(np.int64)
+            acc[d] = acc[d] + np.float32(w) * imp_weights[lo:hi]
+    live = [d for d in np.flatnonzero(acc > 0) if not excluded[d]]
+    cands = sorted(live, key=lambda d: (-acc[d], d))[:n_cand]
+    exact = {}
+    for d in cands:
+        s = np.float32(0.0)
+        for t, w in zip(q_terms, q_weights):
+            if t in docs[d]:
+                s = np.float32(s + np.float32(w) * np.float32(docs[d][t]))
+        exact[d] = s
+    return sorted((d for d in cands if exact[d] > 0), key=lambda d: (-exact[d], d))[:k]
+
+
+@pytest.mark.parametrize("list_len,scan", [(6, False), (400, True)])
+def test_approx_collects_the_same_candidates_by_touched_list_and_by_scan(list_len: int, scan: bool) -> None:
+    # Few postings read for many documents: the touched list; many: a scan of every score. Same hits either way.
+    rng = np.random.default_rng(11)
+    n_docs, n_terms = 3000, 40
+    docs = [{int(t): float(rng.integers(1, 6)) / 4 for t in rng.choice(n_terms, rng.integers(1, 9), replace=False)}
+            for _ in range(n_docs)]
+    by_term: list[list[tuple[int, float]]] = [[] for _ in range(n_terms)]
+    for d, row in enumerate(docs):
+        for t, w in row.items():
+            by_term[t].append((d, w))
+    offsets = np.cumsum([0] + [len(p) for p in by_term]).astype(np.int64)
+    p_docs = np.array([d for p in by_term for d, _ in p], np.uint32)
+    p_weights = np.array([w for p in by_term for _, w in p], np.float32)
+    imp = kernels_forward.prune_impact_ordered(offsets, p_docs, p_weights, 10**6)
+    fwd_offsets, fwd_terms, fwd_weights = kernels.invert(offsets, p_docs.astype(np.int32), p_weights, n_docs, 1)
+    excluded = (rng.random(n_docs) < 0.1).astype(np.uint8)
+    k, n_cand, n_keep = 10, 50, 4
+    for _ in range(20):
+        q_terms = rng.choice(n_terms, 7, replace=False).astype(np.int32)
+        q_weights = (rng.integers(1, 9, 7) / 4).astype(np.float32)
+        keep = np.empty(7, np.bool_)
+        kernels_approx._kept_terms(q_terms, q_weights, np.ones(n_terms, np.float32), imp[0], imp[2], n_keep, keep)
+        assert kernels_approx._scan_pays(q_terms, keep, imp[0], list_len, n_docs, n_cand) == scan
+        acc = np.zeros(n_docs, np.float32)
+        bits, out = np.zeros(k, np.uint32), np.zeros(k, np.int64)
+        n = kernels_approx.approx_one(
+            q_terms, q_weights, k, n_cand, n_keep, list_len, np.ones(n_terms, np.float32), *imp, fwd_offsets,
+            fwd_terms.astype(np.uint16), fwd_weights, excluded, 0, acc, np.empty(n_docs + 1, np.int32),
+            np.zeros(kernels.RADIX_BUCKETS, np.int32), keep, np.empty(n_cand, np.float32),
+            np.empty(n_cand, np.int64), bits, out)
+        assert not acc.any()
+        assert out[:n].tolist() == _approx_reference(docs, q_terms, q_weights, imp, k, n_cand, n_keep, list_len,
+                                                     excluded)
