@@ -365,13 +365,17 @@ class InvertedIndex(SegmentDocuments):
                 return None
             single = self._single_arguments(plans[0], term_ids)
         args, seg_docs, live = single
-        acc, touched, hist = self._workspace(seg_docs)
+        scratch = getattr(self._local, "single", None)
+        if scratch is None:  # this thread's scratch arrays, cut to the segment once
+            acc, touched, hist = self._workspace(seg_docs)
+            scratch = self._local.single = (acc[:seg_docs], touched[: seg_docs + 1], hist)
         top_k = min(int(k), live)  # k clamped to the live documents, as in hits()
         scores = np.empty(top_k, np.float32)
         docs = np.empty(top_k, np.int64)
-        n = kernels.search_one(term_ids, weights, top_k, *args, acc[:seg_docs], touched[: seg_docs + 1], hist,
-                               scores, docs)
-        return Hits(None, scores[:n], docs[:n], self.resolve_ids, self.stored_fields)
+        n = kernels.search_one(term_ids, weights, top_k, *args, *scratch, scores, docs)
+        if n < top_k:
+            scores, docs = scores[:n], docs[:n]
+        return Hits(None, scores, docs, self.resolve_ids, self.stored_fields)
 
     def _single_arguments(self, plan: "_SegmentPlan", term_ids: np.ndarray) -> tuple[tuple, int, int]:
         """``search_one``'s segment arguments for :meth:`hits_one`, the segment's id space and the live count.

@@ -190,14 +190,11 @@ class BM25Encoder:
         """
         if self._wordpiece is not None:
             return [t for t in self._wordpiece.token_ids([query])[0] if t < len(self.vocab)]
-        cache = self._query_token_cache()
-        out = []
-        for tok in self._lucene.raw_tokens(query):
-            i = cache.get(tok)
-            if i is None:
-                i = self._token_id(tok)
-            if i >= 0:
-                out.append(i)
+        tokens = self._lucene.raw_tokens(query)
+        ids = list(map(self._query_token_cache().get, tokens))
+        if None in ids:
+            ids = [self._token_id(tok) if i is None else i for tok, i in zip(tokens, ids)]
+        out = [i for i in ids if i >= 0]
         return out
 
     def _query_token_cache(self) -> dict[str, int]:
@@ -274,9 +271,9 @@ class BM25Encoder:
         counts = self._term_counts(query)
         idf = self._idf_of(stats, counts)
         kept = [t for t in counts if idf[t] > 0.0]  # only a term no live document holds has idf 0
-        # count * idf, both float32, as Lucene multiplies them (and as encode_queries does).
-        weights = np.array([counts[t] for t in kept], np.float32) * np.array([idf[t] for t in kept], np.float32)
-        return np.array(kept, np.int32), weights
+        # count * idf in float32, as Lucene multiplies them: the float64 product of two float32 values is exact
+        # (24 + 24 significant bits), so rounding it once to float32 gives the float32 product bit for bit.
+        return np.array(kept, np.int32), np.array([counts[t] * idf[t] for t in kept], np.float32)
 
     def _term_counts(self, query: str) -> dict[int, int]:
         """Known term ids of a query with their counts, in first-occurrence order."""
