@@ -108,16 +108,23 @@ class IdfQueryEncoder:
         :meth:`collection_weights`); every token but the special ones is then kept.
         """
         keep = self._keep["model" if weights is None else "collection"]
-        rows = []
-        for query in queries:
-            ids = self._fast.ids(query) if self._fast is not None else None
-            if ids is None:
-                ids = self.tokenizer.encode(query, add_special_tokens=False).ids
-            rows.append(sorted({t for t in ids if keep[t]}))
+        rows = [self._row(query, keep) for query in queries]
         offsets = np.zeros(len(rows) + 1, np.int64)
         np.cumsum([len(r) for r in rows], out=offsets[1:])
         term_ids = np.fromiter((t for r in rows for t in r), np.int64, count=int(offsets[-1]))
         return SparseBatch(offsets, term_ids, (self.weights if weights is None else weights)[term_ids])
+
+    def encode_one(self, query: str, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One query's row as ``(term ids int32, weights float32)``: row 0 of ``encode([query], weights)``."""
+        term_ids = np.array(self._row(query, self._keep["model" if weights is None else "collection"]), np.int32)
+        return term_ids, (self.weights if weights is None else weights)[term_ids]
+
+    def _row(self, query: str, keep: list[bool]) -> list[int]:
+        """A query's distinct kept token ids, ascending."""
+        ids = self._fast.ids(query) if self._fast is not None else None
+        if ids is None:
+            ids = self.tokenizer.encode(query, add_special_tokens=False).ids
+        return sorted({t for t in ids if keep[t]})
 
     def token_sets(self, texts: Sequence[str]) -> TokenSets:
         """Each text's distinct non-special token ids, untruncated: what :func:`~sparsearch.retriever.idf.
@@ -235,6 +242,15 @@ class InferenceFreeEncoder:
         if not self.collection_idf:
             return self.queries.encode(queries)
         return self.queries.encode(queries, self.query_weights(stats))
+
+    def encode_query(self, query: str, stats: CollectionStats | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One query's row as ``(term ids int32, weights float32)``, as :meth:`encode_queries` gives it.
+
+        The one-query search path (``Retriever.search``) takes it: no batch object per query.
+        """
+        if not self.collection_idf:
+            return self.queries.encode_one(query)
+        return self.queries.encode_one(query, self.query_weights(stats))
 
     def token_strings(self) -> list[str]:
         """The WordPiece token of every id (the tokenizer copied into the index names the vocabulary)."""

@@ -287,3 +287,25 @@ def test_cli_index_takes_idf_and_refuses_bad_values(inference_free_mlm: Path, ti
     assert json.loads(report.read_text(encoding="utf-8"))["encoder"]["idf"] == "collection"
     r = runner.invoke(app, ["eval", str(eval_slice), "--index", str(tmp_path / "idx"), "--idf", "collection"])
     assert r.exit_code == 2 and "--idf applies when building" in r.stderr, r.output
+
+
+@pytest.mark.parametrize("idf", ["model", "collection"])
+def test_one_query_search_equals_its_row_of_a_batch(inference_free_mlm: Path, tiny_texts: list[str], idf: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retriever.search takes the encoder's one-query row and the one-kernel path (InvertedIndex.hits_one).
+    from sparsearch.index import small
+
+    monkeypatch.setattr(small, "ENABLED", False)  # test-sized segments would take the NumPy path
+    index = Retriever.build(documents(tiny_texts, 0, 120), encoder=encoder(inference_free_mlm, idf))
+    stats = index.snapshot.stats
+    queries = [t[:50] for t in tiny_texts[120:150]] + ["", "[CLS] cells cells ☃ [SEP]", "Ünïcödé naïve café"]
+    expected = index.search_batch(queries, k=10, threads=1)
+    for q, batch_hits in zip(queries, expected):
+        term_ids, weights = index.encoder.encode_query(q, stats)
+        row = index.encoder.encode_queries([q], stats)
+        assert term_ids.tolist() == row.term_ids.tolist()
+        assert weights.view(np.uint32).tolist() == row.weights.view(np.uint32).tolist()
+        one = index.search(q, k=10)
+        assert one.ids == batch_hits.ids
+        assert one.scores.view(np.uint32).tolist() == batch_hits.scores.view(np.uint32).tolist()
+    assert index.snapshot._single is not None
