@@ -127,13 +127,30 @@ def sparsearch_methods(approx: list[str], bmp: bool) -> list[tuple[str, str, App
     return out
 
 
+def seismic_dataset(docs: SparseBatch, bulk: bool | None = None) -> Any:
+    """The documents as a pyseismic-lsr dataset: in one call (0.5.4), or one document at a time (0.5.2).
+
+    0.5.2 is the newest release with a Python 3.12 wheel (the GPU machine's Python); it has no bulk call and
+    takes terms as strings.  ``bulk``: force one way (default: the bulk call where the installed release has it).
+    """
+    import seismic
+
+    dataset = seismic.SeismicDataset()
+    if bulk if bulk is not None else hasattr(dataset, "add_documents_by_id"):
+        dataset.add_documents_by_id([str(i) for i in range(len(docs))], docs.term_ids.astype(np.int64),
+                                    docs.weights.astype(np.float32), docs.offsets.astype(np.int64))
+    else:
+        string = seismic.get_seismic_string()
+        for i, (terms, weights) in enumerate(docs.rows()):
+            dataset.add_document(str(i), terms.astype(str).astype(string), weights.astype(np.float32))
+    return dataset
+
+
 def run_seismic(docs: SparseBatch, queries: SparseBatch, settings: list[str], truth: list[list[int]],
                 repeat: int) -> list[dict[str, Any]]:
     import seismic
 
-    dataset = seismic.SeismicDataset()
-    dataset.add_documents_by_id([str(i) for i in range(len(docs))], docs.term_ids.astype(np.int64),
-                                docs.weights.astype(np.float32), docs.offsets.astype(np.int64))
+    dataset = seismic_dataset(docs)
     started = time.perf_counter()
     index = seismic.SeismicIndex.build_from_dataset(dataset)
     build_s = time.perf_counter() - started

@@ -5,6 +5,8 @@
 # Expects, git-ignored:
 #   .carry/qs/pyseismic_lsr-0.5.2-cp312-*.whl   (pip download pyseismic-lsr==0.5.2 --no-deps --only-binary=:all:
 #                                                 --python-version 312)
+# pyseismic-lsr 0.5.2 has no bulk add_documents_by_id: the benchmark adds its documents one at a time there
+# (benchmarks/query_speed_learned.py, seismic_dataset); budget ~3 minutes more than without --seismic.
 # Results: $OUT/query_speed_synthetic_1e6_16.json, .png and learned_16.log.
 # The models/ folders must stay out of the carried tree (64 MiB): git rm -r --cached models/… + .git/info/exclude.
 set -x
