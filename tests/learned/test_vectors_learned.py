@@ -14,6 +14,8 @@ from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFr
 from sparsearch.retriever.splade import SpladeConfig, SpladeEncoder
 from sparsearch.vectors_io import build_from_vectors, export_index, search_vectors, token_strings
 
+from .plain import assert_same_top_k
+
 
 @pytest.fixture(scope="module")
 def queries(eval_slice: Path) -> list[str]:
@@ -35,8 +37,12 @@ def test_inference_free_round_trip_with_its_tokenizer_and_idf(inference_free_mlm
     imported = build_from_vectors(tmp_path / "if.jsonl", tmp_path / "imp", inference_free_mlm)
     reopened = Index.open(tmp_path / "imp")
     assert reopened.encoder.config() == {"query_analyzer": "wordpiece"}
-    for q, a, b in zip(queries, original.search_batch(queries, k=10), reopened.search_batch(queries, k=10)):
-        assert a.ids == b.ids, q
+    # The import numbers its terms its own way, so a query adds the same float32 products in another order:
+    # scores agree to rounding, and documents tied within it at the cut may trade places (seen once under load).
+    everything = original.search_batch(queries, k=original.n_docs)
+    for q, full, a, b in zip(queries, everything, original.search_batch(queries, k=10),
+                             reopened.search_batch(queries, k=10)):
+        assert_same_top_k(b, full.ids, full.scores, 10)
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
     assert imported.n_docs == original.n_docs
 
