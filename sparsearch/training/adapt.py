@@ -45,6 +45,8 @@ class AdaptConfig:
     corpus: str  # a BEIR folder or its corpus.jsonl
     out: str
     dense_teacher: str | None = None  # a sentence-transformers folder or name (e.g. all-minilm-l6-v2)
+    # ... or its embeddings of this run's documents and pseudo-queries, saved ahead (teacher_embeddings.py)
+    dense_embeddings: str | None = None
     max_queries: int = 20000  # pseudo-queries: min(2 per document, this)
     min_words: int = 4
     max_words: int = 24
@@ -68,6 +70,8 @@ class AdaptConfig:
             raise InputError("max_words must be >= min_words", field="max_words")
         if not self.lr > 0 or self.lambda_d < 0:
             raise InputError("lr must be > 0 and lambda_d >= 0", field="lr")
+        if self.dense_teacher and self.dense_embeddings:
+            raise InputError("give the dense teacher or its saved embeddings, not both", field="dense_embeddings")
 
 
 def pseudo_queries(documents: Sequence[Document], n: int, rng: random.Random, min_words: int = 4,
@@ -98,9 +102,37 @@ def pseudo_queries(documents: Sequence[Document], n: int, rng: random.Random, mi
     return queries, rows
 
 
+def corpus_and_pseudo_queries(config: AdaptConfig) -> tuple[list[Document], list[str], list[int]]:
+    """The corpus's documents and this configuration's pseudo-queries with their source rows (seeded).
+
+    Shared by :func:`adapt` and :func:`save_dense_embeddings`, so embeddings
+    saved ahead belong to exactly the queries the run draws.
+    """
+    from sparsearch.corpus import read_corpus
+
+    documents = list(read_corpus(config.corpus))
+    if len(documents) < 2:
+        raise InputError(f"{config.corpus}: adaptation needs at least 2 documents, found {len(documents)}")
+    rng = random.Random(config.seed)
+    n_queries = min(config.max_queries, 2 * len(documents))
+    queries, sources = pseudo_queries(documents, n_queries, rng, config.min_words, config.max_words)
+    return documents, queries, sources
+
+
+def save_dense_embeddings(config: AdaptConfig, teacher: str, out: str | Path) -> Path:
+    """The dense ``teacher``'s embeddings of what ``adapt(config)`` will score, saved to ``out`` (.npz).
+
+    A later ``adapt`` with ``dense_embeddings=out`` and the same corpus, seed
+    and pseudo-query settings uses them as its dense teacher.
+    """
+    from sparsearch.training.teacher_embeddings import save_teacher_embeddings
+
+    documents, queries, _ = corpus_and_pseudo_queries(config)
+    return save_teacher_embeddings(out, teacher, documents, queries, config.device)
+
+
 def adapt(config: AdaptConfig) -> Path:
     """Adapt ``config.model`` to ``config.corpus``; the model folder ``config.out`` (written whole, then renamed)."""
-    from sparsearch.corpus import read_corpus
     from sparsearch.retriever.idf import idf_table, write_idf_json
     from sparsearch.retriever.inference_free import InferenceFreeConfig, InferenceFreeEncoder
     from sparsearch.retriever.resolve import resolve_model
@@ -120,12 +152,12 @@ def adapt(config: AdaptConfig) -> Path:
         raise InputError(f"{model_dir}: sparsearch adapt takes a native inference-free model folder "
                          f"(an MLM with idf.json); this one is a {layout.format} {layout.kind} model")
     started = time.perf_counter()
-    documents = list(read_corpus(config.corpus))
-    if len(documents) < 2:
-        raise InputError(f"{config.corpus}: adaptation needs at least 2 documents, found {len(documents)}")
-    rng = random.Random(config.seed)
-    n_queries = min(config.max_queries, 2 * len(documents))
-    queries, sources = pseudo_queries(documents, n_queries, rng, config.min_words, config.max_words)
+    documents, queries, sources = corpus_and_pseudo_queries(config)
+    teacher_file = None
+    if config.dense_embeddings:  # checked before any training work: a mismatched file fails fast
+        from sparsearch.training.teacher_embeddings import load_teacher_scorer
+
+        teacher_file = load_teacher_scorer(config.dense_embeddings, documents, queries, config.device)
     work = out.with_name(out.name + ".adapting")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -139,6 +171,8 @@ def adapt(config: AdaptConfig) -> Path:
                    "self": sparse_encoder_scorer("self", own, documents, queries)}
         if config.dense_teacher:
             scorers["dense"] = dense_scorer(resolve_model(config.dense_teacher).path, documents, queries, config.device)
+        elif teacher_file is not None:
+            scorers["dense"] = teacher_file
         positives = [np.array([s], np.int64) for s in sources]
         pools, negatives = mine_pools(scorers, positives, config.hard_negative_depth, tuple(scorers), None,
                                       min_negatives=config.negatives_per_query, n_docs=len(documents),

@@ -176,3 +176,45 @@ def test_a_dense_sentence_transformers_folder_is_a_training_base(tmp_path, tiny_
     assert student.encode(["protein folding in cells"], 32).shape[1] == student.idf.shape[0]
     plain = make_tiny_mlm(tmp_path / "mlm", tiny_texts)
     assert trainable_base(plain) == plain
+
+
+def test_dense_teacher_embeddings_saved_ahead_teach_like_the_teacher(tiny_inference_free, corpus_dir, tmp_path,
+                                                                      tiny_texts) -> None:
+    """Embeddings saved by one run (on a CPU) stand for the dense teacher in another (on a GPU), checked to match."""
+    from sparsearch.cli import app
+    from sparsearch.training.adapt import corpus_and_pseudo_queries, save_dense_embeddings
+    from sparsearch.training.scorers import dense_scorer
+    from sparsearch.training.teacher_embeddings import load_teacher_scorer
+
+    teacher = make_tiny_mlm(tmp_path / "dense", tiny_texts, bare=True, seed=5)
+    config = AdaptConfig(model=str(tiny_inference_free), corpus=str(corpus_dir), out=str(tmp_path / "a"),
+                         steps=2, batch_size=4, negatives_per_query=3, max_length=64, device="cpu", max_queries=40,
+                         hard_negative_depth=10)
+    path = save_dense_embeddings(config, str(teacher), tmp_path / "teacher.npz")
+    documents, queries, _ = corpus_and_pseudo_queries(config)
+    saved = load_teacher_scorer(path, documents, queries, "cpu")
+    direct = dense_scorer(teacher, documents, queries, "cpu")
+    rng = np.random.default_rng(0)
+    q_rows, d_rows = rng.integers(0, len(queries), 300), rng.integers(0, len(documents), 300)
+    np.testing.assert_allclose(saved.pairs(q_rows, d_rows), direct.pairs(q_rows, d_rows), atol=2e-3)  # float16
+    # Another seed draws other pseudo-queries: the file is refused, not misused.
+    other = AdaptConfig(model=config.model, corpus=config.corpus, out=config.out, max_queries=40, seed=14)
+    docs2, queries2, _ = corpus_and_pseudo_queries(other)
+    with pytest.raises(InputError, match="other documents or pseudo-queries"):
+        load_teacher_scorer(path, docs2, queries2, "cpu")
+    with pytest.raises(InputError, match="not both"):
+        AdaptConfig(model=config.model, corpus=config.corpus, out=config.out, dense_teacher=str(teacher),
+                    dense_embeddings=str(path))
+    out = adapt(AdaptConfig(**{**config.__dict__, "dense_embeddings": str(path)}))
+    assert json.loads((out / "sparsearch_adapt.json").read_text())["teachers"] == ["bm25", "dense", "self"]
+    # The CLI saves the same file (and asks for the teacher it embeds with).
+    runner = CliRunner()
+    result = runner.invoke(app, ["adapt", str(tiny_inference_free), str(corpus_dir), "--max-queries", "40",
+                                 "--device", "cpu", "--dense-teacher", str(teacher), "--save-dense-embeddings",
+                                 str(tmp_path / "cli.npz")])
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "cli.npz") as a, np.load(path) as b:
+        assert str(a["fingerprint"]) == str(b["fingerprint"]) and np.array_equal(a["queries"], b["queries"])
+    result = runner.invoke(app, ["adapt", str(tiny_inference_free), str(corpus_dir), "--save-dense-embeddings",
+                                 str(tmp_path / "x.npz")])
+    assert result.exit_code != 0 and "needs --dense-teacher" in result.output
