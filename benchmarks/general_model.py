@@ -182,8 +182,10 @@ def adapt_all(args: argparse.Namespace) -> None:
     for name in args.sets:
         root = args.eval / SETS[name]
         t = time.perf_counter()
+        saved = args.dense_embeddings / f"{name}.npz" if args.dense_embeddings else None
         folder = adapt(AdaptConfig(model=str(args.model), corpus=str(root), out=str(args.out / name),
                                    dense_teacher=str(args.dense_teacher) if args.dense_teacher else None,
+                                   dense_embeddings=str(saved) if saved and saved.exists() else None,
                                    steps=args.steps))
         seconds = time.perf_counter() - t
         row = zero_shot(folder, root)
@@ -193,6 +195,22 @@ def adapt_all(args: argparse.Namespace) -> None:
         log.info("%s %s", name, row)
         write_reports(report, args.report or args.out / "adapt_report.json")
     print(json.dumps(report, indent=1))
+
+
+def embed_all(args: argparse.Namespace) -> None:
+    """The dense teacher's embeddings of each set's documents and adapt's pseudo-queries: OUT/{set}.npz.
+
+    Computed where the teacher is (a CPU will do), carried to the GPU run in its place: ``adapt
+    --dense-embeddings OUT`` (the same defaults of seed and pseudo-query count, or the files are refused).
+    """
+    from sparsearch.training.adapt import AdaptConfig, save_dense_embeddings
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.sets:
+        t = time.perf_counter()
+        config = AdaptConfig(model=str(args.model), corpus=str(args.eval / SETS[name]), out="", device=args.device)
+        path = save_dense_embeddings(config, str(args.dense_teacher), args.out / f"{name}.npz")
+        log.info("%s: %s (%.1f MB) in %.0f s", name, path, path.stat().st_size / 1e6, time.perf_counter() - t)
 
 
 def main() -> None:
@@ -218,6 +236,15 @@ def main() -> None:
     a.add_argument("--steps", type=int, default=600)
     a.add_argument("--report", type=Path, help="where the JSON report goes (default OUT/adapt_report.json)")
     a.add_argument("--sets", nargs="+", default=["cranfield", "cisi", "nfcorpus", "scifact"], choices=list(SETS))
+    a.add_argument("--dense-embeddings", type=Path, help="a folder of SET.npz from `embed`: the dense teacher of "
+                                                          "the sets that have one (instead of --dense-teacher)")
+    m = sub.add_parser("embed", help="the dense teacher's embeddings of what `adapt` will score, per set")
+    m.add_argument("--model", type=Path, required=True, help="the model adapt will adapt (names no file here)")
+    m.add_argument("--dense-teacher", type=Path, required=True)
+    m.add_argument("--eval", type=Path, required=True, help="$SPARSEARCH_DATA")
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--device", default="auto")
+    m.add_argument("--sets", nargs="+", default=["cranfield", "cisi", "nfcorpus", "scifact"], choices=list(SETS))
     e = sub.add_parser("table")
     e.add_argument("--model", type=Path, required=True)
     e.add_argument("--eval", type=Path, required=True)
@@ -237,6 +264,9 @@ def main() -> None:
     if args.command == "adapt":
         args.out.mkdir(parents=True, exist_ok=True)
         adapt_all(args)
+        return
+    if args.command == "embed":
+        embed_all(args)
         return
     if args.command == "thresholds":
         values = tuple(float(t) for t in args.thresholds.split(","))
