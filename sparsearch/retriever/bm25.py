@@ -244,23 +244,12 @@ class BM25Encoder:
             raise ValueError("BM25 query weights need collection statistics")
         if len(queries) >= query_batch.MIN_BATCH and self._wordpiece is None:
             return self._encode_query_batch(queries, stats)
-        rows = [self._term_counts(q) for q in queries]
-        idf = self._idf_of(stats, {t for r in rows for t in r})
-        offsets = [0]
-        term_ids: list[int] = []
-        boosts: list[int] = []
-        weights: list[float] = []
-        for counts in rows:
-            for t, c in counts.items():
-                w = idf[t]
-                if w > 0.0:  # only a term no live document holds has idf 0
-                    term_ids.append(t)
-                    boosts.append(c)
-                    weights.append(w)
-            offsets.append(len(term_ids))
-        # boost * idf, both float32, as Lucene multiplies them.
-        product = np.asarray(boosts, np.float32) * np.asarray(weights, np.float32)
-        return SparseBatch(np.asarray(offsets, np.int64), np.asarray(term_ids, np.int32), product)
+        rows = [self.encode_query(q, stats) for q in queries]  # a few queries: the one-query rows, stacked
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum([len(ids) for ids, _ in rows], out=offsets[1:])
+        if not rows:
+            return SparseBatch(offsets, np.zeros(0, np.int32), np.zeros(0, np.float32))
+        return SparseBatch(offsets, np.concatenate([ids for ids, _ in rows]), np.concatenate([w for _, w in rows]))
 
     def encode_query(self, query: str, stats: CollectionStats) -> tuple[np.ndarray, np.ndarray]:
         """One query's row as ``(term ids int32, weights float32)``: row 0 of ``encode_queries([query], stats)``.
