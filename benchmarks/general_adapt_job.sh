@@ -12,16 +12,17 @@
 #                           --dense-teacher MINILM --eval $SPARSEARCH_DATA --out .carry/adapt-embeddings`: the dense
 #                           teacher of the sets that have one.  Carry one set's file per call (with SETS=that set):
 #                           3-12 MB each beside the 45 MB model; SciFact's 12 MB needs a data tar of the one set.
-# BUDGET (s) caps the adapt loop; ASTEPS its steps per set; SETS the sets (default all four, smallest first).
+# BUDGET (s) caps the adapt loop; ASTEPS its steps per set; SETS the sets (default all four, smallest first);
+# DATA the data tar (default .carry/data.tar.xz); EMBEDDINGS the folder of SET.npz (default .carry/adapt-embeddings).
 # Results land in $OUT/adapt_report.json.
 set -x
 T0=$(date +%s)
 python -c "import pytrec_eval" 2>/dev/null || python -m pip install --no-deps -q .carry/pytrec_eval_terrier-*.whl
-mkdir -p /tmp/d && python -c "import tarfile; tarfile.open('.carry/data.tar.xz').extractall('/tmp/d')"
+mkdir -p /tmp/d && python -c "import tarfile; tarfile.open('${DATA:-.carry/data.tar.xz}').extractall('/tmp/d')"
 sha256sum .carry/genmodel/model.safetensors; nvidia-smi --query-gpu=name --format=csv,noheader
 PYTHONPATH=. timeout ${BUDGET:-500} python benchmarks/general_model.py adapt --model .carry/genmodel --eval /tmp/d/data \
   --out /tmp/ad --report $OUT/adapt_report.json --steps "${ASTEPS:-300}" --sets ${SETS:-cranfield cisi nfcorpus scifact} \
-  $([ -d .carry/adapt-embeddings ] && echo --dense-embeddings .carry/adapt-embeddings) > $OUT/adapt.log 2>&1
+  $(E=${EMBEDDINGS:-.carry/adapt-embeddings}; [ -d $E ] && echo --dense-embeddings $E) > $OUT/adapt.log 2>&1
 echo "adapt exit $? at $(( $(date +%s) - T0 ))s"
 grep -v "Loading weights" $OUT/adapt.log | grep -v "trainer step" > $OUT/adapt_short.log
 tail -5 $OUT/adapt_short.log; cat $OUT/adapt_report.json

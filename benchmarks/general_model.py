@@ -135,6 +135,66 @@ def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n
     return out
 
 
+def source_idfs(all_df: np.ndarray, all_n: int, own_texts: list[str], model_dir: Path) -> dict[str, np.ndarray]:
+    """IDF from every source but one (document frequencies of all, less the source's own) and from that source alone."""
+    from sparsearch.retriever.idf import bm25_form_idf, document_frequencies
+
+    own_df, own_n = document_frequencies(own_texts, model_dir)
+    return {"other_sources_idf": bm25_form_idf(all_df - own_df, all_n - own_n),
+            "collection_idf": bm25_form_idf(own_df, own_n)}
+
+
+def heldout_idf(model_dir: Path, data: Path, n_docs: int = 1000, n_queries: int = 150, seed: int = 13
+                ) -> dict[str, dict[str, float]]:
+    """Which query IDF a collection from an unseen domain should get, decided on the training text alone.
+
+    Each source of the training text plays the unseen collection in turn: its
+    dev queries search a sample of its own passages (the judged ones and random
+    others), weighted by IDF from (a) the other sources only (a general IDF that
+    never saw this domain: the zero-shot situation of the shipped ``idf.json``),
+    (b) this source's passages (``--idf collection``), and (c) the model's
+    ``idf.json`` (all of the training text) for reference.  The model's
+    encoder did see each source's training queries, so this isolates the IDF
+    choice, not the model's generality.  No evaluation collection is read.
+    """
+    import random
+
+    from sparsearch.eval.datasets import load_beir
+    from sparsearch.retriever.idf import document_frequencies
+    from sparsearch.retriever.registry import build_encoder
+
+    dataset = load_beir(data, "dev")
+    passages = {d.doc_id: d for d in dataset.corpus()}
+    source_of = lambda key: key.split("-", 1)[0]  # noqa: E731  ids are SOURCE-N or wn-POS-N (general_sources.py)
+    encoder = build_encoder("inference-free", {"model_dir": str(model_dir), "batch_size": 64})
+    all_df, all_n = document_frequencies([d.contents for d in passages.values()], model_dir)
+    rng = random.Random(seed)
+    out: dict[str, dict[str, float]] = {}
+    for source in sorted({source_of(k) for k in passages}):
+        qids = sorted(q for q in dataset.qrels if source_of(q.removeprefix("q-")) == source)
+        qids = rng.sample(qids, min(n_queries, len(qids)))
+        if not qids:
+            continue
+        own = [k for k in passages if source_of(k) == source]
+        judged = sorted({d for q in qids for d in dataset.qrels[q] if d in passages})
+        others = sorted(set(own) - set(judged))
+        sample = judged + rng.sample(others, max(0, min(len(others), n_docs - len(judged))))
+        docs = [passages[k] for k in sample]
+        full, terms, _ = _encode(encoder, docs, [dataset.queries[q] for q in qids])
+        weights = {**source_idfs(all_df, all_n, [passages[k].contents for k in own], model_dir),
+                   "model_idf": encoder.queries.weights}
+        qrels = {q: dataset.qrels[q] for q in qids}
+        row: dict[str, float] = {"queries": len(qids), "documents": len(docs), "source_passages": len(own)}
+        for name, w in weights.items():
+            q = _query_matrix(terms, w, len(qids), full.shape[1])
+            row[name] = round(_scores_ndcg(full, q, 0.0, qids, sample, qrels)[0], 4)
+        out[source] = row
+        log.info("%s %s", source, row)
+    names = ("other_sources_idf", "collection_idf", "model_idf")
+    out["mean"] = {n: round(float(np.mean([r[n] for r in out.values()])), 4) for n in names}
+    return out
+
+
 def table(model_dir: Path, data: Path, with_bm25: bool = True) -> dict[str, dict[str, float]]:
     result = {}
     for name, rel in SETS.items():
@@ -255,6 +315,12 @@ def main() -> None:
     h.add_argument("--thresholds", default="0,0.1,0.2,0.3,0.5,0.75,1.0")
     h.add_argument("--validation-docs", type=int, default=8000)
     h.add_argument("--report", type=Path, required=True)
+    i = sub.add_parser("heldout-idf", help="query IDF for an unseen domain, decided on the training text's sources")
+    i.add_argument("--model", type=Path, required=True)
+    i.add_argument("--data", type=Path, required=True, help="the general training text (its dev split)")
+    i.add_argument("--docs", type=int, default=1000, help="passages sampled per source (judged ones first)")
+    i.add_argument("--queries", type=int, default=150, help="dev queries sampled per source")
+    i.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "train":
@@ -271,6 +337,8 @@ def main() -> None:
     if args.command == "thresholds":
         values = tuple(float(t) for t in args.thresholds.split(","))
         result = dev_thresholds(args.model, args.data, values, args.validation_docs)
+    elif args.command == "heldout-idf":
+        result = heldout_idf(args.model, args.data, args.docs, args.queries)
     else:
         result = table(args.model, args.eval)
     write_reports(result, args.report)

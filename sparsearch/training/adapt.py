@@ -178,6 +178,7 @@ def adapt(config: AdaptConfig) -> Path:
                                       min_negatives=config.negatives_per_query, n_docs=len(documents),
                                       seed=config.seed)
         teachers = tuple(sorted(scorers))
+        log.info("adapt: teachers %s", ", ".join(teachers))
         train_config = TrainConfig(
             kind="inference-free", base_model=str(model_dir), out_dir=str(work / "run"),
             datasets=(DatasetSpec(str(config.corpus), ()),), teachers=(), idf_path=str(work / "corpus_idf.json"),

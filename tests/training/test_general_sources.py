@@ -9,12 +9,10 @@ Debian packages nor the network.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import lzma
 import shutil
 import subprocess
-import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -35,20 +33,9 @@ from sparsearch.training.dictionaries import (
 )
 from sparsearch.training.overlap import OverlapIndex, windows
 
-_BUILDER = Path(__file__).resolve().parents[2] / "benchmarks" / "general_data.py"
+from benchmark_scripts import load_benchmark  # tests/fixtures (on sys.path through tests/conftest.py)
 
-
-def _load_builder():
-    # By path, like tests/unit/test_scale_corpus.py: benchmarks/ is not a package on sys.path.
-    spec = importlib.util.spec_from_file_location("general_data_under_test", _BUILDER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gd = _load_builder()
+gd = load_benchmark("general_data")
 
 # ---------------------------------------------------------------------------
 # Fixture writers

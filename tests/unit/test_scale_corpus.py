@@ -6,29 +6,15 @@ dictionaries nor the BEIR data, and run in about a second.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "scale_corpus.py"
+from benchmark_scripts import load_benchmark  # tests/fixtures (on sys.path through tests/conftest.py)
 
-
-def _load_module():
-    # Imported by path so the test works whether or not the repo root is on
-    # sys.path; registered in sys.modules because dataclasses look it up.
-    spec = importlib.util.spec_from_file_location("scale_corpus_under_test", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sc = _load_module()
+sc = load_benchmark("scale_corpus")
 
 
 def _toy_corpus(rng: np.random.Generator, n_docs: int, mean_len: int, n_types: int
