@@ -123,6 +123,7 @@ class BM25Encoder:
         self._known_size = -1
         self._idf: tuple[CollectionStats, dict[int, float]] | None = None
         self._idf_array: tuple[CollectionStats, np.ndarray, np.ndarray] | None = None  # (stats, idf, known?)
+        self._token_weights: tuple[CollectionStats, dict[str, tuple[int, float] | bool]] | None = None
 
     @property
     def scoring(self) -> Scoring:
@@ -257,12 +258,52 @@ class BM25Encoder:
         The one-query search path (``Retriever.search``) takes it: no batch
         object, no per-batch bookkeeping, a few microseconds less per call.
         """
-        counts = self._term_counts(query)
-        idf = self._idf_of(stats, counts)
-        kept = [t for t in counts if idf[t] > 0.0]  # only a term no live document holds has idf 0
+        if self._wordpiece is not None:
+            counts = self._term_counts(query)
+            idf = self._idf_of(stats, counts)
+            kept = [t for t in counts if idf[t] > 0.0]  # only a term no live document holds has idf 0
+            return np.array(kept, np.int32), np.array([counts[t] * idf[t] for t in kept], np.float32)
+        cached = self._token_weights
+        if cached is None or cached[0] is not stats:
+            cached = self._token_weights = (stats, {})
+        table = cached[1]
+        entries = []
+        for token in self._lucene.raw_tokens(query):
+            entry = table.get(token)
+            if entry is None:
+                entry = self._token_weight(token, stats, table)
+            if entry:
+                entries.append(entry)
+        ids = [term for term, _ in entries]
+        if len(set(ids)) == len(ids):  # the common case: every kept term once, weight = idf
+            return np.array(ids, np.int32), np.array([idf for _, idf in entries], np.float32)
+        counts, idf_of = {}, dict(entries)
+        for term in ids:  # first-occurrence order
+            counts[term] = counts.get(term, 0) + 1
         # count * idf in float32, as Lucene multiplies them: the float64 product of two float32 values is exact
         # (24 + 24 significant bits), so rounding it once to float32 gives the float32 product bit for bit.
-        return np.array(kept, np.int32), np.array([counts[t] * idf[t] for t in kept], np.float32)
+        return np.array(list(counts), np.int32), np.array([c * idf_of[t] for t, c in counts.items()], np.float32)
+
+    def _token_weight(self, token: str, stats: CollectionStats,
+                      table: dict[str, tuple[int, float] | bool]) -> tuple[int, float] | bool:
+        """A raw token's ``(term id, idf)`` under ``stats``, ``False`` if it scores nothing; cached in ``table``.
+
+        One lookup per query token instead of token -> id -> idf: the
+        one-query path spent more on those lookups than on scoring a small
+        collection.  The table belongs to one statistics object (one
+        snapshot), so a token dropped because no live document held it is
+        looked up again after the next write.
+        """
+        term = self._query_token_cache().get(token)
+        if term is None:
+            term = self._token_id(token)
+        entry: tuple[int, float] | bool = False
+        if term >= 0:
+            idf = self._idf_of(stats, (term,))[term]
+            if idf > 0.0:  # only a term no live document holds has idf 0
+                entry = (term, idf)
+        table[token] = entry
+        return entry
 
     def _term_counts(self, query: str) -> dict[int, int]:
         """Known term ids of a query with their counts, in first-occurrence order."""
