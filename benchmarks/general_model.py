@@ -144,6 +144,11 @@ def source_idfs(all_df: np.ndarray, all_n: int, own_texts: list[str], model_dir:
             "collection_idf": bm25_form_idf(own_df, own_n)}
 
 
+def _source_of(key: str) -> str:
+    """The source of a training-text passage id (SOURCE-N, or wn-POS-N for WordNet: general_sources.py)."""
+    return key.split("-", 1)[0]
+
+
 def heldout_idf(model_dir: Path, data: Path, n_docs: int = 1000, n_queries: int = 150, seed: int = 13
                 ) -> dict[str, dict[str, float]]:
     """Which query IDF a collection from an unseen domain should get, decided on the training text alone.
@@ -165,17 +170,16 @@ def heldout_idf(model_dir: Path, data: Path, n_docs: int = 1000, n_queries: int 
 
     dataset = load_beir(data, "dev")
     passages = {d.doc_id: d for d in dataset.corpus()}
-    source_of = lambda key: key.split("-", 1)[0]  # noqa: E731  ids are SOURCE-N or wn-POS-N (general_sources.py)
     encoder = build_encoder("inference-free", {"model_dir": str(model_dir), "batch_size": 64})
     all_df, all_n = document_frequencies([d.contents for d in passages.values()], model_dir)
     rng = random.Random(seed)
     out: dict[str, dict[str, float]] = {}
-    for source in sorted({source_of(k) for k in passages}):
-        qids = sorted(q for q in dataset.qrels if source_of(q.removeprefix("q-")) == source)
+    for source in sorted({_source_of(k) for k in passages}):
+        qids = sorted(q for q in dataset.qrels if _source_of(q.removeprefix("q-")) == source)
         qids = rng.sample(qids, min(n_queries, len(qids)))
         if not qids:
             continue
-        own = [k for k in passages if source_of(k) == source]
+        own = [k for k in passages if _source_of(k) == source]
         judged = sorted({d for q in qids for d in dataset.qrels[q] if d in passages})
         others = sorted(set(own) - set(judged))
         sample = judged + rng.sample(others, max(0, min(len(others), n_docs - len(judged))))
