@@ -297,7 +297,7 @@ def main() -> None:
     a.add_argument("--eval", type=Path, required=True, help="$SPARSEARCH_DATA")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--dense-teacher", type=Path)
-    a.add_argument("--steps", type=int, default=600)
+    a.add_argument("--steps", type=int, default=300)
     a.add_argument("--report", type=Path, help="where the JSON report goes (default OUT/adapt_report.json)")
     a.add_argument("--sets", nargs="+", default=["cranfield", "cisi", "nfcorpus", "scifact"], choices=list(SETS))
     a.add_argument("--dense-embeddings", type=Path, help="a folder of SET.npz from `embed`: the dense teacher of "

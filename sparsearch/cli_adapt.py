@@ -29,9 +29,12 @@ def adapt_command(
     save_dense_embeddings: Optional[Path] = typer.Option(None, "--save-dense-embeddings", help="Only embed this run's "
                                                          "documents and pseudo-queries with --dense-teacher into "
                                                          "this .npz, and stop (no training; --out is not written)."),
-    steps: int = typer.Option(600, help="Training steps."),
+    steps: int = typer.Option(300, help="Training steps (300: the setting measured in docs/general_model.md)."),
     max_queries: int = typer.Option(20000, help="Pseudo-queries drawn (at most 2 per document)."),
     batch_size: int = typer.Option(32, help="Pseudo-queries per step (each with 7 candidates)."),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Pseudo-queries per forward pass "
+                                              "(gradients add up to --batch-size): default all of them on a GPU, "
+                                              "4 on a CPU, which bounds memory to a few GB."),
     lr: float = typer.Option(2e-5, help="Learning rate."),
     device: str = typer.Option("auto", help="auto (a GPU where present), cpu or cuda."),
     seed: int = typer.Option(13, help="Seed of pseudo-query sampling and training."),
@@ -55,7 +58,7 @@ def adapt_command(
         folder = adapt(AdaptConfig(model=model, corpus=str(corpus), out=str(out), dense_teacher=dense_teacher,
                                    dense_embeddings=str(dense_embeddings) if dense_embeddings else None,
                                    steps=steps, max_queries=max_queries, batch_size=batch_size, lr=lr, device=device,
-                                   seed=seed))
+                                   seed=seed, micro_batch=micro_batch))
     except (SparsearchError, ValueError, OSError) as error:
         _fail(error)
     typer.echo(f"adapted model written to {folder}")

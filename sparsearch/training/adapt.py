@@ -12,9 +12,12 @@ BM25-form IDF of this corpus's text (Izacard et al. 2022; Wang et al. 2022
 GPL; Geng et al. 2024, methods.md).
 
 Hyperparameters are fixed defaults chosen before any evaluation; there is no
-target-domain label to choose them on.  It runs on CPU for small corpora
-(minutes for a few thousand documents at the default 600 steps) and on a GPU
-where present.
+target-domain label to choose them on (300 steps: the setting measured on the
+four shared sets, docs/general_model.md).  A GPU adapts a corpus of a few
+thousand documents in one to two minutes.  A CPU runs the same steps in
+passes of a few queries (:func:`micro_batch`, ~8 GB peak) but slowly: about
+two minutes a step on 2 cores, hours for a whole run; tiny models (the tests)
+take seconds.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class AdaptConfig:
     max_queries: int = 20000  # pseudo-queries: min(2 per document, this)
     min_words: int = 4
     max_words: int = 24
-    steps: int = 600
+    steps: int = 300
     batch_size: int = 32
     negatives_per_query: int = 7
     hard_negative_depth: int = 50
@@ -61,6 +64,10 @@ class AdaptConfig:
     max_length: int = 256
     device: str = "auto"
     seed: int = 13
+    # Pseudo-queries per forward pass (gradients accumulate to batch_size): None = all of them on a GPU,
+    # CPU_MICRO_BATCH on a CPU.  Each query brings 1 + negatives_per_query documents of up to max_length tokens
+    # through a 30,522-wide MLM head: the default batch is ~20 GB of activations at once.
+    micro_batch: int | None = None
 
     def __post_init__(self) -> None:
         for key in ("max_queries", "min_words", "steps", "batch_size", "negatives_per_query", "hard_negative_depth"):
@@ -70,8 +77,27 @@ class AdaptConfig:
             raise InputError("max_words must be >= min_words", field="max_words")
         if not self.lr > 0 or self.lambda_d < 0:
             raise InputError("lr must be > 0 and lambda_d >= 0", field="lr")
+        if self.micro_batch is not None and (type(self.micro_batch) is not int or self.micro_batch < 1
+                                             or self.batch_size % self.micro_batch):
+            raise InputError(f"micro_batch must divide batch_size ({self.batch_size}), got {self.micro_batch!r}",
+                             field="micro_batch")
         if self.dense_teacher and self.dense_embeddings:
             raise InputError("give the dense teacher or its saved embeddings, not both", field="dense_embeddings")
+
+
+#: Pseudo-queries per forward pass on a CPU: 4 x 8 documents x 256 tokens x 30,522 logits is ~1 GB in float32.
+CPU_MICRO_BATCH = 4
+
+
+def micro_batch(config: AdaptConfig, on_gpu: bool) -> int:
+    """Pseudo-queries per forward pass: ``config.micro_batch``, else the whole batch on a GPU and on a CPU the
+    largest divisor of ``batch_size`` up to :data:`CPU_MICRO_BATCH` (the step's gradient is the same sum either way;
+    only the in-batch negatives of the InfoNCE term come from the smaller pass)."""
+    if config.micro_batch is not None:
+        return config.micro_batch
+    if on_gpu:
+        return config.batch_size
+    return max(d for d in range(1, min(CPU_MICRO_BATCH, config.batch_size) + 1) if config.batch_size % d == 0)
 
 
 def pseudo_queries(documents: Sequence[Document], n: int, rng: random.Random, min_words: int = 4,
@@ -178,13 +204,15 @@ def adapt(config: AdaptConfig) -> Path:
                                       min_negatives=config.negatives_per_query, n_docs=len(documents),
                                       seed=config.seed)
         teachers = tuple(sorted(scorers))
-        log.info("adapt: teachers %s", ", ".join(teachers))
+        per_pass = micro_batch(config, _on_gpu(config.device))
+        log.info("adapt: teachers %s; %d pseudo-queries a step in passes of %d", ", ".join(teachers),
+                 config.batch_size, per_pass)
         train_config = TrainConfig(
             kind="inference-free", base_model=str(model_dir), out_dir=str(work / "run"),
             datasets=(DatasetSpec(str(config.corpus), ()),), teachers=(), idf_path=str(work / "corpus_idf.json"),
             kl_weight=1.0, infonce_weight=config.infonce_weight, crop_fraction=config.crop_fraction, flops="idf",
             lambda_d=config.lambda_d, lambda_q=0.0, lambda_warmup_steps=1, steps=config.steps,
-            batch_size=config.batch_size, negatives_per_query=config.negatives_per_query,
+            batch_size=per_pass, grad_accum=config.batch_size // per_pass, negatives_per_query=config.negatives_per_query,
             hard_negative_depth=config.hard_negative_depth, lr=config.lr, lr_warmup_steps=max(1, config.steps // 10),
             max_length=config.max_length, device=config.device, seed=config.seed,
             log_every=max(1, config.steps // 20), checkpoint_every=10**9, save_fp16=True)
@@ -195,7 +223,7 @@ def adapt(config: AdaptConfig) -> Path:
                   "adapted_from": str(config.model), "corpus": str(config.corpus), "documents": len(documents),
                   "pseudo_queries": len(queries), "teachers": list(teachers), "config": asdict(config),
                   "steps": summary["steps"], "seconds": round(time.perf_counter() - started, 1),
-                  "device": summary["device"], "labels_used": "none: documents only"}
+                  "device": summary["device"], "queries_per_pass": per_pass, "labels_used": "none: documents only"}
         (model_out / "sparsearch_adapt.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
         (model_out / "README.md").write_text(_card(record), encoding="utf-8")
         if out.exists():
@@ -204,6 +232,15 @@ def adapt(config: AdaptConfig) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _on_gpu(device: str) -> bool:
+    """Whether training runs on a GPU (``auto`` takes one where torch sees it)."""
+    if device == "auto":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return device.startswith("cuda")
 
 
 def _card(record: dict) -> str:

@@ -16,7 +16,7 @@ from sparsearch.retriever.idf import idf_table, read_idf_json, write_idf_json
 from sparsearch.retriever.registry import build_encoder
 from sparsearch.retriever.retriever import Retriever
 from sparsearch.index.config import IndexConfig
-from sparsearch.training.adapt import AdaptConfig, adapt, pseudo_queries
+from sparsearch.training.adapt import AdaptConfig, adapt, micro_batch, pseudo_queries
 from sparsearch.training.pools import mine_pools
 from sparsearch.training.scorers import DenseScorer, bm25_scorer
 from sparsearch.types import Document
@@ -108,7 +108,7 @@ def test_adapt_end_to_end_on_cpu(tiny_inference_free, corpus_dir, tmp_path) -> N
     from safetensors.numpy import load_file
 
     out = adapt(AdaptConfig(model=str(tiny_inference_free), corpus=str(corpus_dir), out=str(tmp_path / "adapted"),
-                            steps=4, batch_size=4, negatives_per_query=3, max_length=64, device="cpu",
+                            steps=4, batch_size=8, negatives_per_query=3, max_length=64, device="cpu",
                             max_queries=40, hard_negative_depth=10, lr=5e-3))
     texts = [d.contents for d in read_corpus(corpus_dir)]
     # Query weights: this corpus's IDF, not the model's.
@@ -117,6 +117,7 @@ def test_adapt_end_to_end_on_cpu(tiny_inference_free, corpus_dir, tmp_path) -> N
     record = json.loads((out / "sparsearch_adapt.json").read_text())
     assert record["labels_used"].startswith("none") and record["teachers"] == ["bm25", "self"]
     assert record["pseudo_queries"] == 40 and record["steps"] == 4
+    assert record["queries_per_pass"] == 4  # 8 a step on a CPU: two passes of 4, gradients added
     before = load_file(str(tiny_inference_free / "model.safetensors"))
     after = load_file(str(out / "model.safetensors"))
     changed = [k for k in before if k in after and not np.allclose(before[k], after[k].astype(before[k].dtype),
@@ -129,6 +130,19 @@ def test_adapt_end_to_end_on_cpu(tiny_inference_free, corpus_dir, tmp_path) -> N
     assert not (tmp_path / "adapted.adapting").exists()
     with pytest.raises(InputError, match="not an empty folder"):
         adapt(AdaptConfig(model=str(tiny_inference_free), corpus=str(corpus_dir), out=str(out), steps=1))
+
+
+def test_a_step_is_split_into_passes_on_a_cpu_only() -> None:
+    """The default batch in one pass holds ~20 GB of activations: a CPU takes it in passes of at most 4 queries."""
+    config = AdaptConfig(model="m", corpus="c", out="o")
+    assert (config.batch_size, micro_batch(config, on_gpu=True), micro_batch(config, on_gpu=False)) == (32, 32, 4)
+    assert micro_batch(AdaptConfig(model="m", corpus="c", out="o", batch_size=6), on_gpu=False) == 3
+    assert micro_batch(AdaptConfig(model="m", corpus="c", out="o", batch_size=7), on_gpu=False) == 1
+    assert micro_batch(AdaptConfig(model="m", corpus="c", out="o", batch_size=2), on_gpu=False) == 2
+    assert micro_batch(AdaptConfig(model="m", corpus="c", out="o", micro_batch=8), on_gpu=False) == 8
+    for bad in (5, 0, 2.0):
+        with pytest.raises(InputError, match="micro_batch must divide"):
+            AdaptConfig(model="m", corpus="c", out="o", micro_batch=bad)
 
 
 def test_adapt_refuses_a_splade_folder_and_the_cli_reports_it(tiny_mlm, corpus_dir, tmp_path) -> None:
@@ -146,10 +160,11 @@ def test_cli_adapts_to_the_bundled_sample_corpus(tiny_inference_free, tmp_path) 
     from sparsearch.quickstart import SAMPLE_CORPUS
 
     result = CliRunner().invoke(app, ["adapt", str(tiny_inference_free), str(SAMPLE_CORPUS), "--out",
-                                      str(tmp_path / "m"), "--steps", "2", "--batch-size", "4", "--device", "cpu"])
+                                      str(tmp_path / "m"), "--steps", "2", "--batch-size", "4", "--micro-batch", "2",
+                                      "--device", "cpu"])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "m" / "sparsearch_adapt.json").read_text())
-    assert record["documents"] == 20 and record["pseudo_queries"] == 40
+    assert record["documents"] == 20 and record["pseudo_queries"] == 40 and record["queries_per_pass"] == 2
     texts = [d.contents for d in read_corpus(SAMPLE_CORPUS)]
     assert read_idf_json(tmp_path / "m" / "idf.json") == pytest.approx(idf_table(texts, tiny_inference_free))
 
