@@ -34,7 +34,7 @@ def adapt_command(
     batch_size: int = typer.Option(32, help="Pseudo-queries per step (each with 7 candidates)."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Pseudo-queries per forward pass "
                                               "(gradients add up to --batch-size): default all of them on a GPU, "
-                                              "4 on a CPU, which bounds memory to a few GB."),
+                                              "4 on a CPU (8 GB peak measured with the general model)."),
     lr: float = typer.Option(2e-5, help="Learning rate."),
     device: str = typer.Option("auto", help="auto (a GPU where present), cpu or cuda."),
     seed: int = typer.Option(13, help="Seed of pseudo-query sampling and training."),

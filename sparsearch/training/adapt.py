@@ -66,7 +66,7 @@ class AdaptConfig:
     seed: int = 13
     # Pseudo-queries per forward pass (gradients accumulate to batch_size): None = all of them on a GPU,
     # CPU_MICRO_BATCH on a CPU.  Each query brings 1 + negatives_per_query documents of up to max_length tokens
-    # through a 30,522-wide MLM head: the default batch is ~20 GB of activations at once.
+    # through a 30,522-wide MLM head: the default batch in one pass is tens of GB by the tensor sizes.
     micro_batch: int | None = None
 
     def __post_init__(self) -> None:
@@ -91,8 +91,13 @@ CPU_MICRO_BATCH = 4
 
 def micro_batch(config: AdaptConfig, on_gpu: bool) -> int:
     """Pseudo-queries per forward pass: ``config.micro_batch``, else the whole batch on a GPU and on a CPU the
-    largest divisor of ``batch_size`` up to :data:`CPU_MICRO_BATCH` (the step's gradient is the same sum either way;
-    only the in-batch negatives of the InfoNCE term come from the smaller pass)."""
+    largest divisor of ``batch_size`` up to :data:`CPU_MICRO_BATCH`.
+
+    One optimiser step still sees ``batch_size`` queries.  The KL term to the
+    teachers is per query, so its gradient adds up the same; the InfoNCE term's
+    in-batch negatives and the FLOPS term (a squared mean activation per term)
+    are computed over each pass, so a CPU step is close to, not equal to, a GPU step.
+    """
     if config.micro_batch is not None:
         return config.micro_batch
     if on_gpu:
