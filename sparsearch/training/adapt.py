@@ -96,7 +96,9 @@ def micro_batch(config: AdaptConfig, on_gpu: bool) -> int:
     One optimiser step still sees ``batch_size`` queries.  The KL term to the
     teachers is per query, so its gradient adds up the same; the InfoNCE term's
     in-batch negatives and the FLOPS term (a squared mean activation per term)
-    are computed over each pass, so a CPU step is close to, not equal to, a GPU step.
+    are computed over each pass, so a CPU step is close to, not equal to, a GPU
+    step (a squared mean over fewer documents is larger in expectation: a CPU
+    run sparsifies somewhat harder).
     """
     if config.micro_batch is not None:
         return config.micro_batch
