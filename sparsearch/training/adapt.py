@@ -172,6 +172,7 @@ def adapt(config: AdaptConfig) -> Path:
     from sparsearch.retriever.st_format import describe_model
     from sparsearch.training.config import DatasetSpec, TrainConfig
     from sparsearch.training.data import DatasetExamples, TrainingData
+    from sparsearch.training.device import resolve_device
     from sparsearch.training.pools import mine_pools
     from sparsearch.training.scorers import bm25_scorer, dense_scorer, sparse_encoder_scorer
     from sparsearch.training.trainer import train
@@ -211,7 +212,7 @@ def adapt(config: AdaptConfig) -> Path:
                                       min_negatives=config.negatives_per_query, n_docs=len(documents),
                                       seed=config.seed)
         teachers = tuple(sorted(scorers))
-        per_pass = micro_batch(config, _on_gpu(config.device))
+        per_pass = micro_batch(config, resolve_device(config.device).startswith("cuda"))
         log.info("adapt: teachers %s; %d pseudo-queries a step in passes of %d", ", ".join(teachers),
                  config.batch_size, per_pass)
         train_config = TrainConfig(
@@ -239,15 +240,6 @@ def adapt(config: AdaptConfig) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
-
-
-def _on_gpu(device: str) -> bool:
-    """Whether training runs on a GPU (``auto`` takes one where torch sees it)."""
-    if device == "auto":
-        import torch
-
-        return bool(torch.cuda.is_available())
-    return device.startswith("cuda")
 
 
 def _card(record: dict) -> str:

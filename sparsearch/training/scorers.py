@@ -186,12 +186,10 @@ def sparse_encoder_scorer(name: str, encoder, documents: Sequence[Document], que
 def dense_scorer(model_dir: str | Path, documents: Sequence[Document], queries: Sequence[str],
                  device: str = "auto") -> DenseScorer:
     """Cosine similarities of a mean-pooled bi-encoder (see :func:`~sparsearch.training.teachers.dense_embeddings`)."""
-    import torch
-
+    from sparsearch.training.device import resolve_device
     from sparsearch.training.teachers import dense_embeddings
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     docs = dense_embeddings(model_dir, [d.contents for d in documents], device).numpy()
     qs = dense_embeddings(model_dir, list(queries), device).numpy()
     return DenseScorer("dense", qs, docs, device)

@@ -64,13 +64,10 @@ def save_teacher_embeddings(out: str | Path, teacher: str, documents: Sequence[D
 def load_teacher_scorer(path: str | Path, documents: Sequence[Document], queries: Sequence[str],
                         device: str = "auto"):  # type: ignore[no-untyped-def]
     """The saved embeddings as the ``dense`` teacher of these documents and pseudo-queries (checked to match)."""
+    from sparsearch.training.device import resolve_device
     from sparsearch.training.scorers import DenseScorer
 
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-
+    device = resolve_device(device)
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:

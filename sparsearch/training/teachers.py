@@ -54,8 +54,9 @@ def dense_embeddings(model_dir: str | Path, texts: Sequence[str], device: str = 
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from sparsearch.training.device import resolve_device
+
+    device = resolve_device(device)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32).to(device).eval()
     order = np.argsort([len(t) for t in texts], kind="stable")

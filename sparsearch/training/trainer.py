@@ -28,6 +28,7 @@ from sparsearch.retriever.splade import SpladeModel, load_tokenizer
 from sparsearch.training.base_model import trainable_base
 from sparsearch.training.config import TrainConfig
 from sparsearch.training.data import CropBatch, LabeledBatch, TrainingData
+from sparsearch.training.device import resolve_device
 from sparsearch.training.losses import ensemble_teacher_logits, info_nce, kl_distillation
 from sparsearch.training.regularizers import flops, idf_flops
 from sparsearch.training.schedules import QuadraticWarmup
@@ -79,9 +80,7 @@ class Student:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(resolve_device(name))
 
 
 def _idf_for(config: TrainConfig, data: TrainingData) -> dict[str, float]:
