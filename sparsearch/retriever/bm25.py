@@ -49,6 +49,8 @@ class BM25Config:
 _WORKER_ANALYZER: LuceneEnglishAnalyzer | None = None
 # Below this many chunks (about 3,000 documents at the default chunk size) a pool costs more than it saves.
 _MIN_PARALLEL_CHUNKS = 3
+#: What the query-token cache gives, in a batch, for a token it has never seen (no term id is negative but -1).
+_UNSEEN = -(2**62)
 
 
 def _analyze_chunk(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -316,11 +318,14 @@ class BM25Encoder:
         """:meth:`encode_queries` for many queries in whole-batch steps (:mod:`query_batch`); the same rows."""
         token_rows = query_batch.raw_token_rows(queries, self._lucene.raw_tokens)
         tokens = list(itertools.chain.from_iterable(token_rows))
-        ids = list(map(self._query_token_cache().get, tokens))
-        if None in ids:
-            ids = [self._token_id(tok) if i is None else i for tok, i in zip(tokens, ids)]
+        # Token -> id in C; a token never looked up before comes back as _UNSEEN and is analysed once here.
+        cache = self._query_token_cache()
+        ids = np.fromiter(map(cache.get, tokens, itertools.repeat(_UNSEEN)), np.int64, count=len(tokens))
+        for i in np.flatnonzero(ids == _UNSEEN).tolist():
+            known = cache.get(tokens[i])  # an earlier repeat in this batch may have analysed it already
+            ids[i] = self._token_id(tokens[i]) if known is None else known
         lengths = np.fromiter(map(len, token_rows), np.int64, count=len(token_rows))
-        offsets, term_ids, counts = query_batch.distinct_counts(np.asarray(ids, np.int64), lengths, len(self.vocab))
+        offsets, term_ids, counts = query_batch.distinct_counts(ids, lengths, len(self.vocab))
         idf = self._idf_values(stats, term_ids)
         keep = idf > 0.0  # only a term no live document holds has idf 0
         rows = np.repeat(np.arange(len(queries)), np.diff(offsets))

@@ -92,3 +92,32 @@ def test_terms_no_live_document_holds_are_dropped_on_both_paths(n: int) -> None:
     stats = stats_of(encoder, CORPUS[1:])  # ...but no document of these statistics holds it
     batch = encoder.encode_queries(["yeast vitamin"] * n, stats)
     assert batch.term_ids.tolist() == [encoder.vocab.get(encoder.analyzer.analyze("vitamin")[0])] * n
+
+
+def _distinct_counts_reference(ids: np.ndarray, lengths: np.ndarray) -> tuple[list[int], list[int], list[int]]:
+    offsets, term_ids, counts, lo = [0], [], [], 0
+    for n in lengths.tolist():
+        row: dict[int, int] = {}
+        for t in ids[lo:lo + n].tolist():
+            if t >= 0:
+                row[t] = row.get(t, 0) + 1  # dicts keep first-insertion order
+        term_ids += list(row)
+        counts += list(row.values())
+        offsets.append(len(term_ids))
+        lo += n
+    return offsets, term_ids, counts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_distinct_counts_equal_a_dict_per_row_short_and_long_rows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 200, 60)  # rows past 64 ids take the sorting branch
+    lengths[:3] = [0, 64, 65]
+    ids = rng.integers(-3, 40, int(lengths.sum()))
+    offsets, term_ids, counts = query_batch.distinct_counts(ids, lengths, 40)
+    assert (offsets.tolist(), term_ids.tolist(), counts.tolist()) == _distinct_counts_reference(ids, lengths)
+
+
+def test_distinct_counts_refuse_an_id_outside_the_vocabulary() -> None:
+    with pytest.raises(ValueError, match="outside the vocabulary of 10"):
+        query_batch.distinct_counts(np.array([3, 10]), np.array([2]), 10)
