@@ -6,10 +6,11 @@ what a batch spends on it.  In lower-cased ASCII text its tokens are the
 maximal runs of ``[a-z0-9]``, except where an underscore or a joiner between
 two letters (``.':``) or two digits (``.,;'``) glues runs together ("3.5",
 "don't", "foo_bar").  For a batch, one translation of all queries and a
-``split`` per query give the runs in C, and one pass over the bytes
-(:func:`~sparsearch.retriever.query_kernels.glued_rows`) finds the queries that hold glue: those (3% of BEIR
-queries) keep the pattern, so every row is the pattern's own (tested against
-it on random text, tests/unit/test_ascii_split.py).
+``split`` per query give the runs in C, and one compiled pass over the bytes
+(:func:`~sparsearch.retriever.query_kernels.glued_rows`) finds the queries
+that hold glue: those (2-3% of SciFact's and NFCorpus' queries) keep the
+pattern, so every row is the pattern's own (tested against it on random
+text, tests/unit/test_ascii_split.py).
 
 A single query gains nothing: the fixed cost of the extra calls is what the
 regex spends on a short text, so :meth:`LuceneEnglishAnalyzer.raw_tokens`
