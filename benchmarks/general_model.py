@@ -57,18 +57,25 @@ def bm25_ndcg(root: Path) -> float:
     return round(report["metrics"]["ndcg_cut_10"], 4)
 
 
-def _scores_ndcg(full: sp.csr_matrix, q: sp.csr_matrix, threshold: float, qids: list[str], doc_ids: list[str],
-                 qrels: dict[str, dict[str, int]]) -> tuple[float, float]:
-    """NDCG@10 of exhaustive top 1,000 with document weights <= threshold dropped, and non-zeros per document."""
-    from sparsearch.eval.metrics import evaluate
-
+def _exhaustive_run(full: sp.csr_matrix, q: sp.csr_matrix, threshold: float, qids: list[str], doc_ids: list[str]
+                    ) -> tuple[dict[str, dict[str, float]], float]:
+    """Exhaustive top 1,000 per query with document weights <= threshold dropped, and non-zeros per document."""
     d = full.multiply(full > threshold).tocsr() if threshold > 0 else full
     scores = (q @ d.T).toarray()
     run = {}
     for i, qid in enumerate(qids):
         top = np.argsort(-scores[i], kind="stable")[:1000]
         run[qid] = {doc_ids[j]: float(scores[i, j]) for j in top if scores[i, j] > 0}
-    return evaluate(qrels, run)["ndcg_cut_10"], d.nnz / max(1, d.shape[0])
+    return run, d.nnz / max(1, d.shape[0])
+
+
+def _scores_ndcg(full: sp.csr_matrix, q: sp.csr_matrix, threshold: float, qids: list[str], doc_ids: list[str],
+                 qrels: dict[str, dict[str, int]]) -> tuple[float, float]:
+    """NDCG@10 of exhaustive top 1,000 with document weights <= threshold dropped, and non-zeros per document."""
+    from sparsearch.eval.metrics import evaluate
+
+    run, nnz = _exhaustive_run(full, q, threshold, qids, doc_ids)
+    return evaluate(qrels, run)["ndcg_cut_10"], nnz
 
 
 def _encode(encoder, docs: list, queries: list[str]) -> tuple[sp.csr_matrix, object, float]:  # type: ignore[no-untyped-def]
@@ -110,13 +117,8 @@ def zero_shot(model_dir: Path, root: Path, device: str = "auto", thresholds: tup
     return out
 
 
-def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n_docs: int = 8000
-                   ) -> dict[str, dict[str, float]]:
-    """NDCG@10 and non-zeros per document at each document threshold, on the training text's dev slice.
-
-    The threshold trades postings (query latency) for quality; it is chosen
-    here, on the sample the checkpoint was chosen on, never on a test split.
-    """
+def _dev_encoded(model_dir: Path, data: Path, n_docs: int):  # type: ignore[no-untyped-def]
+    """The dev sample the checkpoint is chosen on, encoded by a model: ``(dev, qids, documents, queries)``."""
     from sparsearch.retriever.registry import build_encoder
     from sparsearch.training.validation import ValidationSet
     from sparsearch.types import Document
@@ -126,13 +128,44 @@ def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n
     qids = list(dev.queries)
     docs = [Document(i, t) for i, t in zip(dev.doc_ids, dev.texts)]
     full, terms, _ = _encode(encoder, docs, [dev.queries[q] for q in qids])
-    q = _query_matrix(terms, encoder.queries.weights, len(qids), full.shape[1])
+    return dev, qids, full, _query_matrix(terms, encoder.queries.weights, len(qids), full.shape[1])
+
+
+def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n_docs: int = 8000
+                   ) -> dict[str, dict[str, float]]:
+    """NDCG@10 and non-zeros per document at each document threshold, on the training text's dev slice.
+
+    The threshold trades postings (query latency) for quality; it is chosen
+    here, on the sample the checkpoint was chosen on, never on a test split.
+    """
+    dev, qids, full, q = _dev_encoded(model_dir, data, n_docs)
     out = {}
     for threshold in thresholds:
         ndcg, nnz = _scores_ndcg(full, q, threshold, qids, dev.doc_ids, dev.qrels)
         out[f"{threshold:g}"] = {"ndcg_cut_10": round(ndcg, 4), "nonzeros_per_doc": round(nnz, 1)}
         log.info("threshold %g: %s", threshold, out[f"{threshold:g}"])
     return out
+
+
+def dev_compare(model_a: Path, model_b: Path, data: Path, n_docs: int = 8000) -> dict[str, object]:
+    """Whether model ``b`` beats model ``a`` on the dev slice beyond its noise: per-query NDCG@10, paired tests.
+
+    The decision between two trained models (a longer schedule, another
+    recipe) belongs to the dev slice like the checkpoint; a difference the
+    paired tests cannot tell from noise does not replace the shipped model.
+    """
+    from sparsearch.eval.metrics import per_query
+    from sparsearch.eval.significance import paired_comparison
+
+    values = []
+    for model_dir in (model_a, model_b):
+        dev, qids, full, q = _dev_encoded(model_dir, data, n_docs)
+        run, _ = _exhaustive_run(full, q, 0.0, qids, dev.doc_ids)
+        judged = {qid: dev.qrels[qid] for qid in qids}
+        values.append({qid: v["ndcg_cut_10"] for qid, v in per_query(judged, run).items()})
+        log.info("%s: dev NDCG@10 %.4f", model_dir, float(np.mean(list(values[-1].values()))))
+    comparison = paired_comparison(values[0], values[1])
+    return {"a": str(model_a), "b": str(model_b), "documents": len(dev.doc_ids), **comparison.to_dict()}
 
 
 def source_idfs(all_df: np.ndarray, all_n: int, own_texts: list[str], model_dir: Path) -> dict[str, np.ndarray]:
@@ -319,6 +352,11 @@ def main() -> None:
     h.add_argument("--thresholds", default="0,0.1,0.2,0.3,0.5,0.75,1.0")
     h.add_argument("--validation-docs", type=int, default=8000)
     h.add_argument("--report", type=Path, required=True)
+    c = sub.add_parser("dev-compare", help="two models on the dev slice: per-query NDCG@10 and paired tests")
+    c.add_argument("--models", type=Path, nargs=2, required=True, metavar=("A", "B"))
+    c.add_argument("--data", type=Path, required=True, help="the general training text (its dev split)")
+    c.add_argument("--validation-docs", type=int, default=8000)
+    c.add_argument("--report", type=Path, required=True)
     i = sub.add_parser("heldout-idf", help="query IDF for an unseen domain, decided on the training text's sources")
     i.add_argument("--model", type=Path, required=True)
     i.add_argument("--data", type=Path, required=True, help="the general training text (its dev split)")
@@ -341,6 +379,8 @@ def main() -> None:
     if args.command == "thresholds":
         values = tuple(float(t) for t in args.thresholds.split(","))
         result = dev_thresholds(args.model, args.data, values, args.validation_docs)
+    elif args.command == "dev-compare":
+        result = dev_compare(args.models[0], args.models[1], args.data, args.validation_docs)
     elif args.command == "heldout-idf":
         result = heldout_idf(args.model, args.data, args.docs, args.queries)
     else:

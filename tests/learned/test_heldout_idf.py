@@ -1,4 +1,5 @@
-"""The held-out-source IDF validation of benchmarks/general_model.py (which query IDF an unseen domain should get).
+"""The dev-slice decisions of benchmarks/general_model.py: which query IDF an unseen domain should get (held-out
+sources), and whether a second trained model replaces the first (dev-compare).
 
 It decides a default from the training text alone, so its two IDFs and its
 NDCG@10 are checked against computations from scratch: IDF recomputed over
@@ -90,3 +91,15 @@ def test_heldout_idf_scores_each_source_as_numpy_and_pytrec_eval_do(inference_fr
         assert 0.0 <= row["model_idf"] <= 1.0
     assert report["mean"]["collection_idf"] == round((report["aa"]["collection_idf"]
                                                      + report["bb"]["collection_idf"]) / 2, 4)
+
+
+def test_dev_compare_agrees_with_the_threshold_sweep_and_finds_no_difference_in_a_model_with_itself(
+        inference_free_mlm, tiny_texts, tmp_path) -> None:
+    """The other dev-slice decision of the script: whether a second trained model replaces the first."""
+    data = _two_sources(tmp_path / "gen", tiny_texts)
+    report = gm.dev_compare(inference_free_mlm, inference_free_mlm, data, n_docs=100)
+    sweep = gm.dev_thresholds(inference_free_mlm, data, (0.0,), n_docs=100)
+    assert report["queries"] == 24 and report["documents"] == 80
+    assert round(report["mean_a"], 4) == sweep["0"]["ndcg_cut_10"] == round(report["mean_b"], 4)
+    assert 0.0 < report["mean_a"] < 1.0  # real rankings, some queries missed
+    assert report["difference"] == 0.0 and report["randomization_p"] == 1.0 and report["ties"] == 24
