@@ -15,6 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
+from sparsearch.errors import MissingDependencyError
+
 
 @dataclass(frozen=True)
 class PairedComparison:
@@ -48,7 +50,10 @@ def paired_comparison(a: Mapping[str, float], b: Mapping[str, float], rounds: in
         raise ValueError(f"the two systems must be scored on the same queries; e.g. {missing} is in only one")
     if len(a) < 2:
         raise ValueError("a paired comparison needs at least two queries")
-    from scipy import stats
+    try:
+        from scipy import stats
+    except ImportError:
+        raise MissingDependencyError("the paired t-test needs scipy: pip install 'sparsearch[bench]'") from None
 
     qids = sorted(a)
     x = np.array([a[q] for q in qids], np.float64)
