@@ -23,8 +23,10 @@ import numpy as np
 from sparsearch.retriever.analysis import ASCII_TOKEN_PATTERN, MAX_TOKEN_LENGTH, TOKEN_PATTERN
 from sparsearch.retriever.ascii_split import split_ascii_rows
 
-#: From this many queries on, a batch takes the whole-batch path: SciFact queries, per call, the per-query loop
-#: against this path took 60 vs 71 µs for 8 queries, 91 vs 90 for 12, 117 vs 104 for 16 (NumPy's fixed costs).
+#: From this many queries on, a batch takes the whole-batch path.  Per call, the per-query rows against this path
+#: (re-measured after the compiled steps): SciFact (13 tokens a query) 47 vs 50 µs for 6 queries, 63 vs 56 for 8,
+#: 96 vs 66 for 12; NFCorpus (3 tokens) 28 vs 40 for 8, 43 vs 44 for 12, 57 vs 48 for 16.  The crossover is 6-8
+#: queries of sentence length and ~12 of keywords; 12 keeps short queries from paying the batch's fixed costs.
 MIN_BATCH = 12
 
 
