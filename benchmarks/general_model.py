@@ -117,18 +117,23 @@ def zero_shot(model_dir: Path, root: Path, device: str = "auto", thresholds: tup
     return out
 
 
-def _dev_encoded(model_dir: Path, data: Path, n_docs: int):  # type: ignore[no-untyped-def]
-    """The dev sample the checkpoint is chosen on, encoded by a model: ``(dev, qids, documents, queries)``."""
-    from sparsearch.retriever.registry import build_encoder
+def _dev_sample(data: Path, n_docs: int):  # type: ignore[no-untyped-def]
+    """The dev sample the checkpoint is chosen on (the same seeded sample as training's validation)."""
     from sparsearch.training.validation import ValidationSet
+
+    return ValidationSet.from_beir(str(data), "dev", n_docs=n_docs, max_queries=DEV_MAX_QUERIES)
+
+
+def _dev_encoded(model_dir: Path, dev):  # type: ignore[no-untyped-def]
+    """The dev sample encoded by a model: ``(qids, documents, queries)`` as sparse matrices."""
+    from sparsearch.retriever.registry import build_encoder
     from sparsearch.types import Document
 
-    dev = ValidationSet.from_beir(str(data), "dev", n_docs=n_docs, max_queries=DEV_MAX_QUERIES)
     encoder = build_encoder("inference-free", {"model_dir": str(model_dir), "batch_size": 64})
     qids = list(dev.queries)
     docs = [Document(i, t) for i, t in zip(dev.doc_ids, dev.texts)]
     full, terms, _ = _encode(encoder, docs, [dev.queries[q] for q in qids])
-    return dev, qids, full, _query_matrix(terms, encoder.queries.weights, len(qids), full.shape[1])
+    return qids, full, _query_matrix(terms, encoder.queries.weights, len(qids), full.shape[1])
 
 
 def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n_docs: int = 8000
@@ -138,7 +143,8 @@ def dev_thresholds(model_dir: Path, data: Path, thresholds: tuple[float, ...], n
     The threshold trades postings (query latency) for quality; it is chosen
     here, on the sample the checkpoint was chosen on, never on a test split.
     """
-    dev, qids, full, q = _dev_encoded(model_dir, data, n_docs)
+    dev = _dev_sample(data, n_docs)
+    qids, full, q = _dev_encoded(model_dir, dev)
     out = {}
     for threshold in thresholds:
         ndcg, nnz = _scores_ndcg(full, q, threshold, qids, dev.doc_ids, dev.qrels)
@@ -157,9 +163,10 @@ def dev_compare(model_a: Path, model_b: Path, data: Path, n_docs: int = 8000) ->
     from sparsearch.eval.metrics import per_query
     from sparsearch.eval.significance import paired_comparison
 
+    dev = _dev_sample(data, n_docs)  # read once: both models are scored on the same sample
     values = []
     for model_dir in (model_a, model_b):
-        dev, qids, full, q = _dev_encoded(model_dir, data, n_docs)
+        qids, full, q = _dev_encoded(model_dir, dev)
         run, _ = _exhaustive_run(full, q, 0.0, qids, dev.doc_ids)
         judged = {qid: dev.qrels[qid] for qid in qids}
         values.append({qid: v["ndcg_cut_10"] for qid, v in per_query(judged, run).items()})
