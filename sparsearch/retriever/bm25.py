@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 import itertools
 import multiprocessing
+import threading
 from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -51,6 +52,10 @@ _WORKER_ANALYZER: LuceneEnglishAnalyzer | None = None
 _MIN_PARALLEL_CHUNKS = 3
 #: What the query-token cache gives, in a batch, for a token it has never seen (no term id is negative but -1).
 _UNSEEN = -(2**62)
+#: Single queries after which ``encode_query`` compiles its ASCII path: a process that answers a few pays
+#: neither Numba's import nor its compilation (``sparsearch quickstart`` never imports it).
+COMPILED_AFTER = 64
+PATTERN = -1  # token_table_kernels.PATTERN (not imported here: that module imports Numba)
 
 
 def _analyze_chunk(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -126,6 +131,9 @@ class BM25Encoder:
         self._idf: tuple[CollectionStats, dict[int, float]] | None = None
         self._idf_array: tuple[CollectionStats, np.ndarray, np.ndarray] | None = None  # (stats, idf, known?)
         self._token_weights: tuple[CollectionStats, dict[str, tuple[int, float] | bool]] | None = None
+        self._single_queries = 0  # answered by encode_query before the compiled table starts
+        self._compiled_queries: Any = None  # token_table.TokenTable, once COMPILED_AFTER single queries ran
+        self._compiled_lock = threading.Lock()
 
     @property
     def scoring(self) -> Scoring:
@@ -259,12 +267,81 @@ class BM25Encoder:
 
         The one-query search path (``Retriever.search``) takes it: no batch
         object, no per-batch bookkeeping, a few microseconds less per call.
+        Once this encoder has answered :data:`COMPILED_AFTER` single queries,
+        an ASCII query takes one compiled call (:mod:`~sparsearch.retriever.token_table`),
+        which gives the same row; what it cannot finish takes the Python path
+        and teaches the table.
         """
         if self._wordpiece is not None:
             counts = self._term_counts(query)
             idf = self._idf_of(stats, counts)
             kept = [t for t in counts if idf[t] > 0.0]  # only a term no live document holds has idf 0
             return np.array(kept, np.int32), np.array([counts[t] * idf[t] for t in kept], np.float32)
+        table = self._compiled_queries
+        if table is None:
+            self._single_queries += 1
+            if self._single_queries >= COMPILED_AFTER:
+                table = self._start_compiled_queries()
+        if table is None or not query.isascii():
+            return self._python_query_row(query, stats)
+        cached = self._idf_array
+        if cached is not None and cached[0] is stats:
+            status, term_ids, weights = table.encode(query.encode("ascii"), len(self.vocab), cached[1], cached[2])
+            if status >= 0:
+                return term_ids, weights
+            if status == PATTERN:  # glue only the pattern splits: nothing to teach
+                return self._python_query_row(query, stats)
+        row = self._python_query_row(query, stats)
+        self._teach(table, query, stats)
+        return row
+
+    def _start_compiled_queries(self) -> Any:
+        """The compiled table, seeded with the ASCII tokens this encoder already knows (imports Numba)."""
+        from sparsearch.retriever.token_table import TokenTable
+
+        with self._compiled_lock:
+            if self._compiled_queries is None:
+                cache = self._query_token_cache()
+                table = TokenTable(max(1024, 2 * len(cache)))
+                self._fill(table, [t for t in list(cache) if t.isascii()], cache)
+                self._compiled_queries = table
+        return self._compiled_queries
+
+    def _fill(self, table: Any, tokens: Iterable[str], cache: dict[str, int]) -> None:
+        """Copy ``tokens``' cached ids into ``table``."""
+        from sparsearch.retriever.token_table_kernels import DROPPED, UNKNOWN
+
+        size = len(self.vocab)
+        for token in tokens:
+            i = cache.get(token)
+            if i is None:
+                continue
+            if i >= 0:
+                table.insert(token, i)
+            elif self._lucene.normalize(token) is None:
+                table.insert(token, DROPPED)
+            else:
+                table.insert(token, UNKNOWN, size)
+
+    def _teach(self, table: Any, query: str, stats: CollectionStats) -> None:
+        """After the Python path: the query's tokens into the table, and the IDF of their terms under ``stats``."""
+        cache = self._query_token_cache()
+        tokens = list(dict.fromkeys(self._lucene.raw_tokens(query)))
+        self._fill(table, [t for t in tokens if table.lookup(t) != self._entry(cache, t)], cache)
+        ids = [i for i in map(cache.get, tokens) if i is not None and i >= 0]
+        self._idf_values(stats, np.asarray(ids, np.int64))  # also (re)builds the array for this snapshot
+
+    def _entry(self, cache: dict[str, int], token: str) -> tuple[int, int] | None:
+        """What the table should hold for ``token`` (None: nothing yet), to skip inserts that change nothing."""
+        from sparsearch.retriever.token_table_kernels import DROPPED, UNKNOWN
+
+        i = cache.get(token)
+        if i is None or i >= 0:
+            return None if i is None else (i, 0)
+        return (DROPPED, 0) if self._lucene.normalize(token) is None else (UNKNOWN, len(self.vocab))
+
+    def _python_query_row(self, query: str, stats: CollectionStats) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_query` in Python (Lucene analyzer): one cached ``(term id, idf)`` per raw token."""
         cached = self._token_weights
         if cached is None or cached[0] is not stats:
             cached = self._token_weights = (stats, {})
