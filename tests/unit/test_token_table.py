@@ -180,3 +180,33 @@ def test_a_few_single_queries_do_not_import_numba() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_split_is_the_patterns_or_defers_where_the_batch_split_does(seed: int) -> None:
+    """On random text dense in joiners, underscores and capitals: the compiled tokens are the pattern's, and it
+    leaves to the pattern exactly the texts the batch split (``ascii_split``) leaves to it."""
+    from sparsearch.retriever.analysis import ASCII_TOKEN_PATTERN
+    from sparsearch.retriever.ascii_split import split_ascii_rows
+
+    rng = random.Random(seed)
+    alphabet = "abz09" + ".':,;_" + " -\t\n/()%" + "AZ"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(2000)]
+    table = TokenTable(64)
+    tokens = sorted({t for text in texts for t in ASCII_TOKEN_PATTERN.findall(text.lower())})
+    for i, token in enumerate(tokens):
+        table.insert(token, i)
+    idf = np.ones(len(tokens), np.float32)
+    known = np.ones(len(tokens), bool)
+    deferred = split_ascii_rows([t.lower() for t in texts])
+    served = 0
+    for text, batch_row in zip(texts, deferred):
+        status, ids, weights = table.encode(text.encode("ascii"), 0, idf, known)
+        assert (status == PATTERN) == (batch_row is None), text
+        if status >= 0:
+            expected = list(dict.fromkeys(ASCII_TOKEN_PATTERN.findall(text.lower())))
+            assert [tokens[i] for i in ids.tolist()] == expected
+            counts = [ASCII_TOKEN_PATTERN.findall(text.lower()).count(t) for t in expected]
+            assert weights.tolist() == [float(c) for c in counts]
+            served += 1
+    assert served > len(texts) // 4
