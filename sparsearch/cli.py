@@ -31,7 +31,7 @@ from sparsearch.cli_prune import prune_command  # noqa: E402  (prune; docs/pruni
 app.command("prune")(prune_command)
 from sparsearch.cli_adapt import adapt_command  # noqa: E402  (adapt; docs/general_model.md)
 app.command("adapt")(adapt_command)
-from sparsearch.cli_compare import compare_command  # noqa: E402  (compare two runs; docs/benchmarks.md)
+from sparsearch.cli_compare import compare_command  # noqa: E402  (compare two runs; README)
 app.command("compare")(compare_command)
 
 from sparsearch.cli_common import (  # noqa: E402,F401  (re-exported: benchmarks import _encoder)
