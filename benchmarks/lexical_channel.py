@@ -33,7 +33,8 @@ from general_model import SETS, _dev_sample, _exhaustive_run, _query_matrix, bm2
 log = logging.getLogger("lexical_channel")
 
 
-def token_counts(tokenizer, texts: list[str], vocab: int) -> tuple[sp.csr_matrix, np.ndarray]:  # type: ignore[no-untyped-def]
+def token_counts(tokenizer, texts: list[str], vocab: int  # type: ignore[no-untyped-def]
+                 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Each text's WordPiece token counts (untruncated, special tokens left out) and its length in tokens."""
     tokenizer.no_truncation()
     encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
@@ -89,8 +90,8 @@ def dev_grid(args: argparse.Namespace) -> dict[str, object]:
         if beta == 0 and (k1, b) != (args.k1s[0], args.bs[0]):
             continue
         docs = learned + beta * saturated(counts, lengths, k1, b, avg) if beta else learned
-        rows.append({"beta": beta, "k1": k1, "b": b, "ndcg_cut_10": round(ndcg(docs.tocsr(), q, qids, dev.doc_ids,
-                                                                                 dev.qrels), 4)})
+        score = ndcg(docs.tocsr(), q, qids, dev.doc_ids, dev.qrels)
+        rows.append({"beta": beta, "k1": k1, "b": b, "ndcg_cut_10": round(score, 4)})
         log.info("%s", rows[-1])
     best = max(rows, key=lambda r: r["ndcg_cut_10"])
     return {"avg_length": round(avg, 2), "queries": len(qids), "documents": len(dev.doc_ids), "grid": rows,

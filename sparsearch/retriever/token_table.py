@@ -9,10 +9,11 @@ compiled call (:func:`~sparsearch.retriever.token_table_kernels.encode_ascii`)
 from its bytes to its row: tokens, table lookups, counts and weights.
 
 The table mirrors the encoder's own token cache (raw token → term id) and
-learns from it: any query the compiled call cannot finish (a token not in the
-table, glue only the pattern decides, an IDF not computed under this
-snapshot) takes the Python path, whose answers are then copied in.  So the
-rows are the Python path's own, bit for bit (tests/unit/test_token_table.py).
+learns from it: a query the compiled call cannot finish (a token not in the
+table, an IDF not computed under this snapshot) takes the Python path, whose
+answers are then copied in; text with glue only the tokenizer's pattern
+splits (``3.5``, ``don't``) always takes the pattern.  So the rows are the
+Python path's own, bit for bit (tests/unit/test_token_table.py).
 
 A token unknown to the vocabulary is stored with the vocabulary's size and
 counts as a miss once the vocabulary has grown, as the Python cache forgets

@@ -20,6 +20,8 @@ PATTERN = -1
 MISSING = -2
 #: Longest raw token the pattern keeps whole (analysis.MAX_TOKEN_LENGTH); a longer run is left to the pattern.
 MAX_TOKEN_BYTES = 255
+#: Distinct terms a row finds by scanning the ones before it; a longer query is left to the Python path.
+MAX_SCAN_TERMS = 256
 
 
 @njit(cache=True)
@@ -94,8 +96,9 @@ def encode_ascii(text, vocab_size, slots, key_offsets, key_bytes, hashes, values
     """BM25 query row of ASCII ``text`` (``bytes``): ``(status, term ids int32, weights float32)``.
 
     ``status``: the row length; :data:`PATTERN` where only the tokenizer's
-    pattern can split the text, :data:`MISSING` where the table or the IDF
-    array lacks something the Python path will supply (:func:`row_into`).
+    pattern can split the text (or it holds over :data:`MAX_SCAN_TERMS`
+    terms), :data:`MISSING` where the table or the IDF array lacks something
+    the Python path will supply (:func:`row_into`).
 
     The query's bytes go in as they are and the two arrays come out at their
     size: a NumPy view and two output buffers made in Python cost as much as
@@ -117,7 +120,8 @@ def row_into(text, vocab_size, slots, key_offsets, key_bytes, hashes, values, st
 
     :data:`PATTERN` when the text holds what only the tokenizer's pattern
     decides (an underscore; ``.':`` between two letters, ``.,;'`` between two
-    digits; a run longer than 255); :data:`MISSING` for a token the table does
+    digits; a run longer than 255; more than :data:`MAX_SCAN_TERMS` distinct
+    terms); :data:`MISSING` for a token the table does
     not know (or knows as unknown to a smaller vocabulary) or a term whose IDF
     under this snapshot is not computed yet.  ``out_*`` must hold
     ``len(text)`` entries.
@@ -166,6 +170,8 @@ def row_into(text, vocab_size, slots, key_offsets, key_bytes, hashes, values, st
                 while m < n and out_terms[m] != t:
                     m += 1
                 if m == n:
+                    if n == MAX_SCAN_TERMS:  # a query-by-document: the Python path's dict, not a quadratic scan
+                        return PATTERN
                     out_terms[n] = t
                     n += 1
                 counts[m] += 1

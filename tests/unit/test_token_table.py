@@ -210,3 +210,20 @@ def test_the_compiled_split_is_the_patterns_or_defers_where_the_batch_split_does
             assert weights.tolist() == [float(c) for c in counts]
             served += 1
     assert served > len(texts) // 4
+
+
+def test_a_query_of_many_distinct_terms_takes_the_python_path_with_the_same_row(compiled_at_once: None) -> None:
+    from sparsearch.retriever.token_table_kernels import MAX_SCAN_TERMS
+
+    words = [f"w{i}x" for i in range(MAX_SCAN_TERMS + 40)]
+    texts = CORPUS + [" ".join(words)]
+    encoder = BM25Encoder()
+    stats = stats_of(encoder, texts)
+    long_query, short_query = " ".join(words + words[:7]), " ".join(words[:MAX_SCAN_TERMS])
+    expected = python_rows([long_query, short_query], texts)
+    for _ in range(2):
+        assert [as_bits(encoder.encode_query(q, stats)) for q in (long_query, short_query)] == expected
+    _, idf, known = encoder._idf_array
+    table = encoder._compiled_queries
+    assert table.encode(long_query.encode("ascii"), len(encoder.vocab), idf, known)[0] == PATTERN
+    assert table.encode(short_query.encode("ascii"), len(encoder.vocab), idf, known)[0] == MAX_SCAN_TERMS
