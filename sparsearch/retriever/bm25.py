@@ -307,32 +307,28 @@ class BM25Encoder:
                 self._compiled_queries = table
         return self._compiled_queries
 
-    def _fill(self, table: Any, tokens: Iterable[str], cache: dict[str, int]) -> None:
-        """Copy ``tokens``' cached ids into ``table``."""
-        from sparsearch.retriever.token_table_kernels import DROPPED, UNKNOWN
-
-        size = len(self.vocab)
+    def _fill(self, table: Any, tokens: Iterable[str], cache: dict[str, int], changed_only: bool = False) -> None:
+        """Copy ``tokens``' cached ids into ``table`` (``changed_only``: skip entries it already holds)."""
         for token in tokens:
-            i = cache.get(token)
-            if i is None:
-                continue
-            if i >= 0:
-                table.insert(token, i)
-            elif self._lucene.normalize(token) is None:
-                table.insert(token, DROPPED)
-            else:
-                table.insert(token, UNKNOWN, size)
+            entry = self._entry(cache, token)
+            if entry is not None and not (changed_only and table.lookup(token) == entry):
+                table.insert(token, *entry)
 
     def _teach(self, table: Any, query: str, stats: CollectionStats) -> None:
         """After the Python path: the query's tokens into the table, and the IDF of their terms under ``stats``."""
         cache = self._query_token_cache()
         tokens = list(dict.fromkeys(self._lucene.raw_tokens(query)))
-        self._fill(table, [t for t in tokens if table.lookup(t) != self._entry(cache, t)], cache)
+        self._fill(table, tokens, cache, changed_only=True)
         ids = [i for i in map(cache.get, tokens) if i is not None and i >= 0]
         self._idf_values(stats, np.asarray(ids, np.int64))  # also (re)builds the array for this snapshot
 
     def _entry(self, cache: dict[str, int], token: str) -> tuple[int, int] | None:
-        """What the table should hold for ``token`` (None: nothing yet), to skip inserts that change nothing."""
+        """The table's ``(value, stamp)`` for a token the cache holds (None: not looked up yet).
+
+        A term id, or :data:`~token_table_kernels.DROPPED` (a stop word: for
+        good), or :data:`~token_table_kernels.UNKNOWN` stamped with the
+        vocabulary's size (until it grows).
+        """
         from sparsearch.retriever.token_table_kernels import DROPPED, UNKNOWN
 
         i = cache.get(token)
